@@ -1,0 +1,1 @@
+"""SpliceAI / OpenSpliceAI base models in PyTorch and CLI-identical delta scoring."""
