@@ -1,0 +1,17 @@
+# metasplice: meta-models on top of splice predictors, evaluated on SpliceVarDB.
+# Chain: fetch -> prepare_variants -> base_model_scores -> extract_sequences -> train -> evaluate -> report
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/fetch.smk"
+include: "rules/variants.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

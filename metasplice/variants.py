@@ -1,0 +1,346 @@
+"""SpliceVarDB ingestion: parse, normalise, check against the reference, merge, annotate and split.
+
+One row of the output per unique (build, chrom, pos, ref, alt); every input row that cannot be used
+is written to the rejected table with its source line and the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metasplice.annotation import Annotation, RegionConfig
+from metasplice.genome import Genome, encode, normalise_chrom
+
+REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
+CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting")
+_CLASS_ALIASES = {
+    "splice-altering": "Splice-altering",
+    "splice altering": "Splice-altering",
+    "normal": "Normal",
+    "low-frequency": "Low-frequency",
+    "low frequency": "Low-frequency",
+    "low-frequency splice-altering": "Low-frequency",
+    "low frequency splice-altering": "Low-frequency",
+    "conflicting": "Conflicting",
+}
+LABELS = {"Splice-altering": 1, "Normal": 0}
+_COORD = r"^\s*(?:chr)?(?P<chrom>[A-Za-z0-9_.]+)-(?P<pos>\d+)-(?P<ref>[A-Za-z]+)-(?P<alt>[A-Za-z]+)\s*$"
+OBTAIN_HINT = (
+    "SpliceVarDB (https://splicevardb.org) distributes its export after free registration, under its "
+    "own terms of use; download the TSV and set datasets.<name>.splicevardb.path in config.yaml to it "
+    "(or .url with .token_env naming the environment variable that holds your access token)"
+)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How variants are split: test chromosomes, and a grouped validation fraction of the rest."""
+
+    test_chroms: tuple[str, ...] = ("chr21", "chr22")
+    val_fraction: float = 0.1
+    val_group_by: str = "gene"  # "gene" (clusters of nearby genes) or "chromosome"
+    val_chroms: tuple[str, ...] = ()  # used when val_group_by == "chromosome"
+    group_gap: int = 10_000  # genes closer than this share a validation group (no window on both sides)
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Settings of :func:`prepare_variants`."""
+
+    build: str = "GRCh38"
+    coordinate_column: str = "hg38"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+
+
+def read_splicevardb(path: str | Path) -> pd.DataFrame:
+    """Read a SpliceVarDB export (TSV); a missing column is an error that names it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SpliceVarDB export not found: {path}. {OBTAIN_HINT}")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    table.columns = [c.strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: missing SpliceVarDB column(s): {', '.join(missing)} "
+            f"(expected columns: {', '.join(REQUIRED_COLUMNS)}; found: {', '.join(table.columns)})"
+        )
+    table.insert(0, "source_line", np.arange(2, len(table) + 2))
+    return table
+
+
+def normalise_classification(values: pd.Series) -> pd.Series:
+    """Map SpliceVarDB class spellings to the four classes; unknown spellings become NaN."""
+    return values.str.strip().str.lower().map(_CLASS_ALIASES)
+
+
+def parse_coordinates(values: pd.Series) -> pd.DataFrame:
+    """Split ``CHROM-POS-REF-ALT`` strings; unparsable rows get NaN fields."""
+    parts = values.str.extract(_COORD)
+    parts["ref"] = parts["ref"].str.upper()
+    parts["alt"] = parts["alt"].str.upper()
+    return parts
+
+
+def left_align(genome: Genome, chrom: str, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """Trim shared bases and left-align an indel (VCF convention, anchor base kept)."""
+    contig = genome.tokens(chrom)
+    bases = "ACGTN"
+    while len(ref) > 0 and len(alt) > 0 and ref[-1] == alt[-1] and (len(ref) > 1 or len(alt) > 1):
+        ref, alt = ref[:-1], alt[:-1]
+        if (not ref or not alt) and pos > 1:
+            pos -= 1
+            prev = bases[contig[pos - 1]]
+            ref, alt = prev + ref, prev + alt
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, pos = ref[1:], alt[1:], pos + 1
+    return pos, ref, alt
+
+
+def _variant_type(ref: pd.Series, alt: pd.Series) -> np.ndarray:
+    lr, la = ref.str.len().to_numpy(), alt.str.len().to_numpy()
+    return np.select(
+        [(lr == 1) & (la == 1), (lr == 1) & (la > 1), (lr > 1) & (la == 1)],
+        ["snv", "insertion", "deletion"],
+        "mnv",
+    )
+
+
+def _merge_classes(classes: pd.Series) -> str:
+    """One class for a duplicated variant: agreement keeps it; SA and Normal evidence together
+    (or any Conflicting) make it Conflicting; Splice-altering outranks Low-frequency."""
+    found = set(classes)
+    if len(found) == 1:
+        return classes.iloc[0]
+    if "Conflicting" in found or "Normal" in found:
+        return "Conflicting"
+    return "Splice-altering"
+
+
+def _validation_groups(table: pd.DataFrame, annotation: Annotation, gap: int) -> np.ndarray:
+    """Group id per row: genes whose transcripts lie within ``gap`` nt of each other share a group."""
+    genes = annotation.genes
+    rows = table["gene_row"].to_numpy()
+    group_of_row: dict[int, int] = {}
+    next_id = 0
+    for chrom, idx in table.groupby("chrom").indices.items():
+        used = np.unique(rows[idx])
+        order = used[np.argsort(genes["tx_start"].to_numpy()[used])]
+        reach = -np.inf
+        for r in order:
+            if genes["tx_start"].iat[r] > reach + gap:
+                next_id += 1
+            group_of_row[int(r)] = next_id
+            reach = max(reach, genes["tx_end"].iat[r])
+    return np.array([group_of_row[int(r)] for r in rows], dtype=np.int64)
+
+
+def assign_splits(table: pd.DataFrame, annotation: Annotation, cfg: SplitConfig) -> np.ndarray:
+    """``test`` on the test chromosomes; ``val`` for a seeded, grouped fraction of the rest; else ``train``."""
+    norm = table["chrom"].map(normalise_chrom)
+    test = norm.isin({normalise_chrom(c) for c in cfg.test_chroms}).to_numpy()
+    split = np.where(test, "test", "train").astype(object)
+    if cfg.val_group_by == "chromosome":
+        val = norm.isin({normalise_chrom(c) for c in cfg.val_chroms}).to_numpy() & ~test
+        split[val] = "val"
+        return split
+    if cfg.val_group_by != "gene":
+        raise ValueError(f"split.val_group_by must be 'gene' or 'chromosome', got {cfg.val_group_by!r}")
+    groups = _validation_groups(table, annotation, cfg.group_gap)
+    train_idx = np.flatnonzero(~test)
+    ids, counts = np.unique(groups[train_idx], return_counts=True)
+    order = np.random.default_rng(cfg.seed).permutation(len(ids))
+    target = cfg.val_fraction * len(train_idx)
+    chosen = ids[order][np.cumsum(counts[order]) - counts[order] < target] if target > 0 else []
+    split[np.isin(groups, chosen) & ~test] = "val"
+    return split
+
+
+def prepare_variants(
+    source: pd.DataFrame, genome: Genome, annotation: Annotation, cfg: PrepareConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Turn a SpliceVarDB table into (variants, summary, rejected)."""
+    rejected: list[pd.DataFrame] = []
+    work = source.copy()
+    if cfg.coordinate_column not in work.columns:
+        raise ValueError(f"coordinate column {cfg.coordinate_column!r} is not in the SpliceVarDB table")
+    work["coordinate"] = work[cfg.coordinate_column].astype(str)
+
+    def reject(mask: np.ndarray, reason: str | pd.Series) -> None:
+        nonlocal work
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            bad = work.loc[mask, ["source_line", "variant_id", "coordinate"]].copy()
+            bad["reason"] = reason.reindex(bad.index) if isinstance(reason, pd.Series) else reason
+            rejected.append(bad)
+            work = work.loc[~mask].copy()
+
+    work["classification"] = normalise_classification(work["classification"])
+    reject(work["classification"].isna().to_numpy(), "unknown classification (expected one of " + ", ".join(CLASSES) + ")")
+    empty = work["coordinate"].str.strip().isin(["", "NA", "nan", "-", "."]).to_numpy()
+    reject(empty, f"no {cfg.coordinate_column} coordinate")
+    parts = parse_coordinates(work["coordinate"])
+    work = work.join(parts)
+    reject(work["pos"].isna().to_numpy(), "malformed coordinate (expected CHROM-POS-REF-ALT, 1-based)")
+    bad_letters = ~(work["ref"].str.fullmatch("[ACGT]+") & work["alt"].str.fullmatch("[ACGT]+")).to_numpy()
+    reject(bad_letters, "REF/ALT contain letters other than A, C, G, T (IUPAC codes are not guessed)")
+    reject((work["ref"] == work["alt"]).to_numpy(), "REF equals ALT")
+    work["pos"] = work["pos"].astype(np.int64)
+    work["chrom"] = [genome.resolve(c) for c in work["chrom"]]
+    missing_contig = work["chrom"].isna().to_numpy()
+    if missing_contig.any():
+        names = work.loc[missing_contig, "coordinate"].str.split("-").str[0]
+        reject(missing_contig, "contig " + names + f" is not in the reference FASTA {genome.path.name}")
+    length = work["chrom"].map(genome.lengths).to_numpy()
+    reject((work["pos"].to_numpy() + work["ref"].str.len().to_numpy() - 1 > length) | (work["pos"].to_numpy() < 1), "position outside the contig")
+
+    # REF check against the FASTA, one contig at a time
+    observed = np.empty(len(work), dtype=object)
+    for chrom, idx in work.groupby("chrom", sort=False).indices.items():
+        contig = genome.tokens(chrom)
+        pos = work["pos"].to_numpy()[idx]
+        refs = work["ref"].to_numpy()[idx]
+        width = max(len(r) for r in refs)
+        window = contig[np.minimum(pos[:, None] - 1 + np.arange(width)[None, :], len(contig) - 1)]
+        letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[window].view(f"S{width}").ravel()
+        observed[idx] = [w.decode()[: len(r)] for w, r in zip(letters, refs)]
+    mismatch = observed != work["ref"].to_numpy()
+    reason = pd.Series(
+        [f"REF {r} does not match the reference ({o})" for r, o in zip(work["ref"], observed)], index=work.index
+    )
+    reject(mismatch, reason)
+
+    # normalise indels and MNVs (trim shared bases, left-align)
+    complex_rows = np.flatnonzero((work["ref"].str.len() > 1) | (work["alt"].str.len() > 1))
+    if len(complex_rows):
+        aligned = [
+            left_align(genome, c, p, r, a)
+            for c, p, r, a in work.iloc[complex_rows][["chrom", "pos", "ref", "alt"]].itertuples(index=False)
+        ]
+        cols = [work.columns.get_loc(c) for c in ("pos", "ref", "alt")]
+        work.iloc[complex_rows, cols[0]] = [a[0] for a in aligned]
+        work.iloc[complex_rows, cols[1]] = [a[1] for a in aligned]
+        work.iloc[complex_rows, cols[2]] = [a[2] for a in aligned]
+        work["pos"] = work["pos"].astype(np.int64)
+
+    # merge duplicates on the normalised key
+    key = ["chrom", "pos", "ref", "alt"]
+    merged = (
+        work.groupby(key, sort=False)
+        .agg(
+            classification=("classification", _merge_classes),
+            source_ids=("variant_id", lambda s: ";".join(s)),
+            n_sources=("variant_id", "size"),
+            source_gene=("gene", "first"),
+            hgvs=("hgvs", "first"),
+            method=("method", lambda s: ";".join(pd.unique(s))),
+            location=("location", "first"),
+            first_line=("source_line", "min"),
+        )
+        .reset_index()
+    )
+
+    # gene, strand, region
+    merged["gene_row"] = annotation.assign(merged["chrom"].to_numpy(), merged["pos"].to_numpy(), merged["source_gene"].to_numpy())
+    outside = merged["gene_row"].to_numpy() < 0
+    if outside.any():
+        lines = work.merge(merged.loc[outside, key], on=key)
+        bad = lines[["source_line", "variant_id", "coordinate"]].copy()
+        bad["reason"] = "outside every annotated transcript (no gene or strand to score it on)"
+        rejected.append(bad)
+        merged = merged.loc[~outside].reset_index(drop=True)
+
+    genes = annotation.genes
+    rows = merged["gene_row"].to_numpy()
+    merged["gene"] = genes["name"].to_numpy()[rows]
+    merged["strand"] = genes["strand"].to_numpy()[rows]
+    merged["tx_start"] = genes["tx_start"].to_numpy()[rows]
+    merged["tx_end"] = genes["tx_end"].to_numpy()[rows]
+    merged["variant_type"] = _variant_type(merged["ref"], merged["alt"])
+    lr = merged["ref"].str.len().to_numpy()
+    pos = merged["pos"].to_numpy()
+    is_indel = np.isin(merged["variant_type"], ["insertion", "deletion"])
+    first = np.where(is_indel & (lr > 1), pos + 1, pos)
+    last = np.where(merged["variant_type"] == "insertion", pos + 1, pos + lr - 1)
+    merged["region"] = annotation.regions(rows, first, np.maximum(first, last), cfg.regions)
+    merged["boundary_offset"] = annotation.boundary_offsets(rows, pos)
+    merged["label"] = merged["classification"].map(LABELS).fillna(-1).astype(np.int8)
+    merged["build"] = cfg.build
+
+    contig_order = {name: i for i, name in enumerate(genome.names)}
+    merged["_order"] = merged["chrom"].map(contig_order)
+    merged = merged.sort_values(["_order", "pos", "ref", "alt"], kind="stable").reset_index(drop=True)
+    merged["split"] = assign_splits(merged, annotation, cfg.split)
+    merged["variant_id"] = merged["chrom"] + ":" + merged["pos"].astype(str) + ":" + merged["ref"] + ":" + merged["alt"]
+    variants = merged[
+        [
+            "variant_id", "build", "chrom", "pos", "ref", "alt", "variant_type", "classification", "label",
+            "split", "gene", "strand", "tx_start", "tx_end", "region", "boundary_offset", "source_ids",
+            "n_sources", "hgvs", "method", "location",
+        ]
+    ].astype({"pos": np.int64, "tx_start": np.int64, "tx_end": np.int64, "boundary_offset": np.int64, "n_sources": np.int64})
+
+    rejected_table = (
+        pd.concat(rejected, ignore_index=True).sort_values("source_line").reset_index(drop=True)
+        if rejected
+        else pd.DataFrame(columns=["source_line", "variant_id", "coordinate", "reason"])
+    )
+    return variants, summarise(variants, rejected_table, len(source)), rejected_table
+
+
+def summarise(variants: pd.DataFrame, rejected: pd.DataFrame, n_rows: int) -> pd.DataFrame:
+    """Counts per class x split (with totals) of the prepared variants."""
+    counts = pd.crosstab(variants["classification"], variants["split"]).reindex(
+        index=list(CLASSES), columns=["train", "val", "test"], fill_value=0
+    )
+    counts["total"] = counts.sum(axis=1)
+    counts.loc["all"] = counts.sum(axis=0)
+    counts = counts.reset_index().rename(columns={"index": "classification"})
+    counts.columns.name = None
+    counts.attrs["rows_read"] = n_rows
+    counts.attrs["rows_rejected"] = len(rejected)
+    return counts
+
+
+def prepare_from_files(
+    *,
+    splicevardb: str | Path,
+    genome: str | Path,
+    annotation: str | Path,
+    variants_out: str | Path,
+    summary_out: str | Path,
+    rejected_out: str | Path,
+    build: str,
+    coordinate_column: str,
+    split: dict,
+    regions: dict,
+) -> pd.DataFrame:
+    """File-level entry point of the prepare_variants rule; returns the variants table."""
+    import logging
+
+    from metasplice.annotation import load_annotation
+    from metasplice.io import write_parquet, write_tsv
+
+    log = logging.getLogger("metasplice.variants")
+    split_cfg = SplitConfig(
+        **{**split, "test_chroms": tuple(split.get("test_chroms", ())), "val_chroms": tuple(split.get("val_chroms", ()))}
+    )
+    cfg = PrepareConfig(build=build, coordinate_column=coordinate_column, split=split_cfg, regions=RegionConfig(**regions))
+    source = read_splicevardb(splicevardb)
+    log.info("read %d rows from %s", len(source), splicevardb)
+    with Genome(genome) as ref:
+        variants, summary, rejected = prepare_variants(source, ref, load_annotation(annotation), cfg)
+    for reason, n in rejected["reason"].str.replace(r"^(REF \w+ does not match|contig \S+ is not).*", r"\1...", regex=True).value_counts().items():
+        log.warning("rejected %d row(s): %s", n, reason)
+    log.info("%d unique variants kept from %d rows (%d rejected)", len(variants), len(source), len(rejected))
+    log.info("class x split counts:\n%s", summary.to_string(index=False))
+    write_parquet(variants, variants_out)
+    write_tsv(summary, summary_out)
+    write_tsv(rejected, rejected_out)
+    return variants

@@ -1,0 +1,22 @@
+"""prepare_variants: SpliceVarDB export + reference + annotation -> variants.parquet, summary, rejected."""
+
+from metasplice.workflow import run_logged
+from metasplice.variants import prepare_from_files
+
+
+def main(sm) -> None:
+    prepare_from_files(
+        splicevardb=sm.input.splicevardb,
+        genome=sm.input.genome,
+        annotation=sm.input.annotation,
+        variants_out=sm.output.variants,
+        summary_out=sm.output.summary,
+        rejected_out=sm.output.rejected,
+        build=sm.params.build,
+        coordinate_column=sm.params.coordinate_column,
+        split=sm.params.split,
+        regions=sm.params.regions,
+    )
+
+
+run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)
