@@ -9,6 +9,7 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/fetch.smk"
 include: "rules/variants.smk"
+include: "rules/sequences.smk"
 
 
 rule all:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from metasplice.annotation import Annotation, RegionConfig
+from metasplice.fetch import splicevardb_instructions
 from metasplice.genome import Genome, encode, normalise_chrom
 
 REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
@@ -29,11 +30,6 @@ _CLASS_ALIASES = {
 }
 LABELS = {"Splice-altering": 1, "Normal": 0}
 _COORD = r"^\s*(?:chr)?(?P<chrom>[A-Za-z0-9_.]+)-(?P<pos>\d+)-(?P<ref>[A-Za-z]+)-(?P<alt>[A-Za-z]+)\s*$"
-OBTAIN_HINT = (
-    "SpliceVarDB (https://splicevardb.org) distributes its export after free registration, under its "
-    "own terms of use; download the TSV and set datasets.<name>.splicevardb.path in config.yaml to it "
-    "(or .url with .token_env naming the environment variable that holds your access token)"
-)
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,9 @@ def read_splicevardb(path: str | Path) -> pd.DataFrame:
     """Read a SpliceVarDB export (TSV); a missing column is an error that names it."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"SpliceVarDB export not found: {path}. {OBTAIN_HINT}")
+        raise FileNotFoundError(
+            f"SpliceVarDB export not found: {path}.\n" + splicevardb_instructions("datasets.<dataset>.splicevardb")
+        )
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     table.columns = [c.strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]

@@ -4,6 +4,12 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+# Jobs import the metasplice package of this checkout (also inside conda environments, which
+# deliberately do not install it), so a job always runs the code of the workflow that planned it.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+
 
 validate(config, schema="schemas/config.schema.yaml")
 
@@ -33,17 +39,11 @@ SPLICEVARDB = "resources/splicevardb/splicevardb.tsv"
 VARIANTS = "results/variants/variants.parquet"
 
 
-def local_source(entry):
-    """Input file for a fetch rule: the configured local path when there is one, else nothing
-    (the script downloads the URL itself, so dry runs never touch the network)."""
-    path = entry.get("path") or ""
-    return [path] if path else []
-
-
 def final_targets():
     """Everything `snakemake --cores N` builds by default."""
     return [
         VARIANTS,
         "results/variants/summary.tsv",
         "results/variants/rejected.tsv",
+        *expand("results/sequences/ctx{ctx}.npz", ctx=config["sequences"]["contexts"]),
     ]

@@ -1,0 +1,77 @@
+# Inputs of the chain: the SpliceVarDB export, the reference FASTA and the gene annotation table.
+#
+# A source is a local path (an input of the rule, so Snakemake tracks it) or a URL that the script
+# downloads itself: URLs are never rule inputs, so dry runs and DAG building stay offline (no HTTP
+# storage plugin). Changing a configured source reruns the rule through its params. Access tokens
+# come from the environment variable named by `token_env`; they are never in config or logs.
+# A missing source fails while the DAG is built, with how to obtain it (metasplice.fetch).
+#
+# Genome output form: a PLAIN FASTA resources/genome/{build}.fa with its .fai. Every reader in the
+# chain (pysam, pyfaidx as used by the SpliceAI CLI, samtools) takes it, and random access needs no
+# decompression. gzip and bgzip downloads (Ensembl and UCSC ship gzip) are decompressed; a local
+# plain FASTA is symlinked (genome.link: true, the default) or copied (link: false).
+# metasplice.fetch.prepare_fasta also writes bgzip (+ .fai, .gzi) for a *.fa.gz destination.
+
+from metasplice import fetch as msfetch
+
+
+rule fetch_splicevardb:
+    input:
+        lambda wc: msfetch.rule_input(dataset_cfg(), config["dataset"], "splicevardb"),
+    output:
+        SPLICEVARDB,
+    log:
+        "logs/fetch/splicevardb.log",
+    cache: "omit-software"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        fetch=lambda wc: msfetch.rule_params(
+            dataset_cfg(),
+            config["dataset"],
+            "splicevardb",
+            config.get("fetch", {}).get("timeout_s", 60),
+        ),
+    script:
+        "../workflow_scripts/fetch_splicevardb.py"
+
+
+rule fetch_genome:
+    input:
+        lambda wc: msfetch.rule_input(
+            dataset_cfg(), config["dataset"], "genome", wc.build
+        ),
+    output:
+        fasta="resources/genome/{build}.fa",
+        fai="resources/genome/{build}.fa.fai",
+    log:
+        "logs/fetch/genome_{build}.log",
+    cache: "omit-software"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        fetch=lambda wc: msfetch.rule_params(
+            dataset_cfg(),
+            config["dataset"],
+            "genome",
+            config.get("fetch", {}).get("timeout_s", 60),
+        ),
+    script:
+        "../workflow_scripts/fetch_genome.py"
+
+
+rule fetch_annotation:
+    input:
+        lambda wc: msfetch.annotation_input(dataset_cfg(), config["dataset"], wc.build),
+    output:
+        "resources/annotation/{build}.tsv",
+    log:
+        "logs/fetch/annotation_{build}.log",
+    cache: "omit-software"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        source=lambda wc: str(dataset_cfg()["annotation"]),
+        timeout_s=config.get("fetch", {}).get("timeout_s", 60),
+    script:
+        "../workflow_scripts/fetch_annotation.py"

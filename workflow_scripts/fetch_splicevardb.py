@@ -1,0 +1,19 @@
+"""fetch_splicevardb: copy or download the SpliceVarDB export; its sha256 goes to the log."""
+
+from metasplice.fetch import fetch_file, splicevardb_source
+from metasplice.workflow import run_logged
+
+
+def main(sm) -> None:
+    p = sm.params.fetch
+    source = splicevardb_source(p["spec"], p["config_key"])
+    fetch_file(
+        source.location,
+        sm.output[0],
+        token_env=source.token_env,
+        expected_sha256=source.sha256,
+        timeout=p["timeout_s"],
+    )
+
+
+run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)
