@@ -86,9 +86,11 @@ def parse_coordinates(values: pd.Series) -> pd.DataFrame:
     return parts
 
 
-def left_align(genome: Genome, chrom: str, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
-    """Trim shared bases and left-align an indel (VCF convention, anchor base kept)."""
-    contig = genome.tokens(chrom)
+def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """Trim shared bases and left-align an indel (VCF convention, anchor base kept).
+
+    ``contig`` is the chromosome as uint8 tokens (:meth:`metasplice.genome.Genome.tokens`).
+    """
     bases = "ACGTN"
     while len(ref) > 0 and len(alt) > 0 and ref[-1] == alt[-1] and (len(ref) > 1 or len(alt) > 1):
         ref, alt = ref[:-1], alt[:-1]
@@ -119,6 +121,33 @@ def _merge_classes(classes: pd.Series) -> str:
     if "Conflicting" in found or "Normal" in found:
         return "Conflicting"
     return "Splice-altering"
+
+
+def merge_duplicates(work: pd.DataFrame) -> pd.DataFrame:
+    """One row per (chrom, pos, ref, alt); only the duplicated keys go through the slow group-by."""
+    key = ["chrom", "pos", "ref", "alt"]
+    out = work.rename(columns={"variant_id": "source_ids", "gene": "source_gene", "source_line": "first_line"})
+    out = out.assign(n_sources=1)
+    dup = work.duplicated(key, keep=False).to_numpy()
+    if not dup.any():
+        return out.reset_index(drop=True)
+    groups = (
+        work.loc[dup]
+        .groupby(key, sort=False)
+        .agg(
+            classification=("classification", _merge_classes),
+            source_ids=("variant_id", ";".join),
+            n_sources=("variant_id", "size"),
+            source_gene=("gene", "first"),
+            hgvs=("hgvs", "first"),
+            method=("method", lambda s: ";".join(pd.unique(s))),
+            location=("location", "first"),
+            first_line=("source_line", "min"),
+        )
+        .reset_index()
+    )
+    merged = pd.concat([out.loc[~dup, groups.columns], groups], ignore_index=True)
+    return merged.sort_values("first_line", kind="stable").reset_index(drop=True)
 
 
 def _validation_groups(table: pd.DataFrame, annotation: Annotation, gap: int) -> np.ndarray:
@@ -214,37 +243,22 @@ def prepare_variants(
     )
     reject(mismatch, reason)
 
-    # normalise indels and MNVs (trim shared bases, left-align)
-    complex_rows = np.flatnonzero((work["ref"].str.len() > 1) | (work["alt"].str.len() > 1))
-    if len(complex_rows):
-        aligned = [
-            left_align(genome, c, p, r, a)
-            for c, p, r, a in work.iloc[complex_rows][["chrom", "pos", "ref", "alt"]].itertuples(index=False)
-        ]
-        cols = [work.columns.get_loc(c) for c in ("pos", "ref", "alt")]
-        work.iloc[complex_rows, cols[0]] = [a[0] for a in aligned]
-        work.iloc[complex_rows, cols[1]] = [a[1] for a in aligned]
-        work.iloc[complex_rows, cols[2]] = [a[2] for a in aligned]
-        work["pos"] = work["pos"].astype(np.int64)
+    # normalise indels and MNVs (trim shared bases, left-align), one contig at a time
+    multi = ((work["ref"].str.len() > 1) | (work["alt"].str.len() > 1)).to_numpy()
+    pos_col, ref_col, alt_col = (work.columns.get_loc(c) for c in ("pos", "ref", "alt"))
+    for chrom, idx in work.loc[multi].groupby("chrom", sort=False).indices.items():
+        rows = np.flatnonzero(multi)[idx]
+        contig = genome.tokens(chrom)
+        aligned = [left_align(contig, p, r, a) for p, r, a in work.iloc[rows, [pos_col, ref_col, alt_col]].itertuples(index=False)]
+        work.iloc[rows, pos_col] = [a[0] for a in aligned]
+        work.iloc[rows, ref_col] = [a[1] for a in aligned]
+        work.iloc[rows, alt_col] = [a[2] for a in aligned]
+    work["pos"] = work["pos"].astype(np.int64)
 
-    # merge duplicates on the normalised key
-    key = ["chrom", "pos", "ref", "alt"]
-    merged = (
-        work.groupby(key, sort=False)
-        .agg(
-            classification=("classification", _merge_classes),
-            source_ids=("variant_id", lambda s: ";".join(s)),
-            n_sources=("variant_id", "size"),
-            source_gene=("gene", "first"),
-            hgvs=("hgvs", "first"),
-            method=("method", lambda s: ";".join(pd.unique(s))),
-            location=("location", "first"),
-            first_line=("source_line", "min"),
-        )
-        .reset_index()
-    )
+    merged = merge_duplicates(work)
 
     # gene, strand, region
+    key = ["chrom", "pos", "ref", "alt"]
     merged["gene_row"] = annotation.assign(merged["chrom"].to_numpy(), merged["pos"].to_numpy(), merged["source_gene"].to_numpy())
     outside = merged["gene_row"].to_numpy() < 0
     if outside.any():

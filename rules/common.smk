@@ -6,9 +6,8 @@ min_version("9.0")
 
 # Jobs import the metasplice package of this checkout (also inside conda environments, which
 # deliberately do not install it), so a job always runs the code of the workflow that planned it.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
+_pythonpath = [workflow.basedir, *filter(None, [os.getenv("PYTHONPATH")])]
+os.environ.update(PYTHONPATH=os.pathsep.join(_pythonpath))
 
 
 validate(config, schema="schemas/config.schema.yaml")

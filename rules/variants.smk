@@ -2,22 +2,22 @@ rule prepare_variants:
     input:
         splicevardb=SPLICEVARDB,
         genome=GENOME,
-        fai=GENOME + ".fai",
+        fai=f"{GENOME}.fai",
         annotation=ANNOTATION,
     output:
         variants=VARIANTS,
         summary="results/variants/summary.tsv",
         rejected="results/variants/rejected.tsv",
-    params:
-        build=BUILD,
-        coordinate_column=dataset_cfg()["coordinate_column"],
-        split=config["split"],
-        regions=config["regions"],
     log:
         "logs/prepare_variants.log",
     benchmark:
         "results/benchmarks/prepare_variants.tsv"
     conda:
         "../envs/metasplice.yaml"
+    params:
+        build=BUILD,
+        coordinate_column=dataset_cfg()["coordinate_column"],
+        split=config["split"],
+        regions=config["regions"],
     script:
         "../workflow_scripts/prepare_variants.py"

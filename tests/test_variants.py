@@ -70,13 +70,13 @@ def test_left_align_moves_indels_to_the_leftmost_repeat_copy(tmp_path):
     pysam.faidx(str(fasta))
     with Genome(fasta) as genome:
         # deleting the last A of AAAA (pos 7 anchor A) -> anchor C at 3
-        assert left_align(genome, "c", 7, "AA", "A") == (3, "CA", "C")
+        assert left_align(genome.tokens("c"), 7, "AA", "A") == (3, "CA", "C")
         # inserting an A after the run -> anchor C at 3
-        assert left_align(genome, "c", 7, "A", "AA") == (3, "C", "CA")
+        assert left_align(genome.tokens("c"), 7, "A", "AA") == (3, "C", "CA")
         # CA repeat: deleting the last "CA" (anchor T at 10) -> anchor T at 10 stays (TCACACA: leftmost copy)
-        assert left_align(genome, "c", 14, "ACA", "A") == (10, "TCA", "T")
+        assert left_align(genome.tokens("c"), 14, "ACA", "A") == (10, "TCA", "T")
         # shared prefix of an MNV-looking record is trimmed to the SNV
-        assert left_align(genome, "c", 3, "CA", "CT") == (4, "A", "T")
+        assert left_align(genome.tokens("c"), 3, "CA", "CT") == (4, "A", "T")
 
 
 def test_good_rows_are_kept_with_gene_strand_region_and_label(tiny_reference, tmp_path):
