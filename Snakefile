@@ -13,6 +13,6 @@ include: "rules/sequences.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True
