@@ -1,0 +1,306 @@
+"""Experiment registry: config.yaml's ``training:`` and ``experiments:`` sections -> model + training configs.
+
+An experiment is a flat mapping. Its keys are
+
+- ``model``: architecture name (``gated_cnn``, ``long_cnn``, ``hf_encoder``);
+- any field of that architecture's config dataclass (``task``, ``context``, ``hidden``, ``layers``,
+  ``model_path``, ``finetune_layers``, ...);
+- any :class:`metasplice.train.TrainConfig` field (``epochs``, ``batch_size``, ``lr``, ``max_samples``, ...);
+- ``base`` (base model whose validated targets a delta model learns), ``gpu`` (GPUs the job declares
+  as a Snakemake resource), ``threads``, ``description``;
+- ``demo``: a mapping of the same keys applied on top when the pipeline runs the demo dataset.
+
+``training:`` gives defaults for the TrainConfig fields and for ``base``, ``gpu`` and ``threads``, and
+may hold its own ``demo`` overrides. Precedence: dataclass defaults < ``training`` < ``training.demo``
+(demo runs only) < experiment < experiment ``demo`` (demo runs only).
+Every unknown key, unknown model, context that is not extracted, or foundation model without
+``model_path`` is an error naming the experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from metasplice.models import model_config as build_model_config
+from metasplice.models.registry import ARCHITECTURES, config_fields
+from metasplice.train import TrainConfig
+
+EXPERIMENT_KEYS = ("model", "base", "gpu", "threads", "description", "demo")
+TRAINING_EXTRA_KEYS = ("base", "gpu", "threads")
+TRAINING_DEFAULTS = {"base": "spliceai", "gpu": 0, "threads": 2}
+TINY_HF_MODEL = "resources/hf_models/tiny_char_bert"  # built by the pipeline (rule build_tiny_hf_model)
+
+# The default experiment list (real dataset), with the scaled-down demo version of each entry.
+# config.yaml carries the same text; the HyenaDNA demo entries use the tiny local model above,
+# a stand-in that exercises the same loading code offline and says nothing about HyenaDNA.
+DEFAULT_CONFIG_YAML = f"""\
+training:
+  base: spliceai        # base model whose validated delta scores the delta models learn
+  gpu: 1                # GPUs each training job declares (a Snakemake resource; 0 on CPU-only runs)
+  threads: 2            # CPU threads per training job
+  device: auto          # auto (CUDA when available) | cpu | cuda | cuda:N
+  amp: auto             # autocast on CUDA: auto (bf16 if supported, else fp16) | bf16 | fp16 | off
+  seed: 42
+  lr: 1.0e-3            # base learning rate (AdamW, linear warm-up + cosine)
+  weight_decay: 0.01
+  warmup_fraction: 0.05
+  grad_clip: 1.0
+  monitor: val_loss     # best epoch and early stopping: val_loss | val_auroc
+  compile: true         # torch.compile the training steps on CUDA (ignored on CPU)
+  demo: {{gpu: 0, threads: 1, max_val_samples: 256}}  # demo runs: CPU, one thread, small validation set
+
+experiments:
+  quick_test:
+    description: gated CNN delta regressor on 1,000 balanced samples
+    model: gated_cnn
+    task: delta
+    context: 401
+    max_samples: 1000
+    epochs: 40
+    batch_size: 32
+    demo: {{max_samples: 200, epochs: 3, hidden: 16, layers: 2}}
+  full_dataset:
+    description: gated CNN delta regressor on all balanced training data, no early stopping
+    model: gated_cnn
+    task: delta
+    context: 401
+    hidden: 128
+    layers: 6
+    epochs: 50
+    batch_size: 64
+    early_stopping: false
+    demo: {{epochs: 3, hidden: 16, layers: 2}}
+  early_stopping:
+    description: larger gated CNN delta regressor with early stopping
+    model: gated_cnn
+    task: delta
+    context: 401
+    hidden: 256
+    layers: 8
+    batch_size: 128
+    epochs: 100
+    early_stopping: true
+    patience: 7
+    demo: {{epochs: 4, patience: 2, hidden: 16, layers: 2, batch_size: 32}}
+  hyenadna_small_frozen:
+    description: frozen HyenaDNA-small encoder, delta head
+    model: hf_encoder
+    model_path: LongSafari/hyenadna-small-32k-seqlen-hf
+    trust_remote_code: true
+    compile: false
+    task: delta
+    context: 1001
+    finetune_layers: 0
+    epochs: 30
+    batch_size: 64
+    early_stopping: true
+    patience: 5
+    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
+            epochs: 2, head_hidden: 32, batch_size: 32}}
+  hyenadna_medium_finetune:
+    description: HyenaDNA-medium, last 2 blocks fine-tuned (encoder at 0.1 x the base rate)
+    model: hf_encoder
+    model_path: LongSafari/hyenadna-medium-160k-seqlen-hf
+    trust_remote_code: true
+    compile: false
+    task: delta
+    context: 1001
+    finetune_layers: 2
+    lr: 5.0e-5
+    encoder_lr_scale: 0.1
+    epochs: 20
+    batch_size: 32
+    early_stopping: true
+    patience: 5
+    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
+            epochs: 2, head_hidden: 32, lr: 1.0e-3}}
+  binary_quick:
+    description: gated CNN binary classifier on 5,000 balanced samples
+    model: gated_cnn
+    task: binary
+    context: 401
+    max_samples: 5000
+    epochs: 40
+    batch_size: 64
+    demo: {{max_samples: 200, epochs: 3, hidden: 16, layers: 2}}
+  binary_full:
+    description: larger gated CNN binary classifier on all balanced training data
+    model: gated_cnn
+    task: binary
+    context: 401
+    hidden: 256
+    layers: 8
+    epochs: 50
+    batch_size: 64
+    early_stopping: true
+    patience: 7
+    demo: {{epochs: 3, hidden: 16, layers: 2}}
+  long_context_2k:
+    description: long-context (2001 nt) gated CNN delta regressor
+    model: long_cnn
+    task: delta
+    context: 2001
+    hidden: 256
+    layers: 10
+    epochs: 50
+    batch_size: 64
+    early_stopping: true
+    patience: 7
+    demo: {{max_samples: 128, max_val_samples: 128, epochs: 2, hidden: 8, layers: 10}}
+  hyenadna_small_frozen_binary:
+    description: frozen HyenaDNA-small encoder, binary head
+    model: hf_encoder
+    model_path: LongSafari/hyenadna-small-32k-seqlen-hf
+    trust_remote_code: true
+    compile: false
+    task: binary
+    context: 1001
+    finetune_layers: 0
+    epochs: 30
+    batch_size: 64
+    early_stopping: true
+    patience: 5
+    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
+            epochs: 2, head_hidden: 32, batch_size: 32}}
+"""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A resolved experiment: what to build, how to train it, what it needs."""
+
+    name: str
+    architecture: str
+    model_config: Any
+    train_config: TrainConfig
+    base: str
+    gpu: int
+    threads: int
+    description: str = ""
+
+    @property
+    def context(self) -> int:
+        return self.model_config.context
+
+    @property
+    def task(self) -> str:
+        return self.model_config.task
+
+    def to_dict(self) -> dict:
+        """Plain-type form (Snakemake params, logs); :func:`experiment_from_dict` reverses it."""
+        return {
+            "name": self.name, "model": self.architecture, "model_config": dataclasses.asdict(self.model_config),
+            "train_config": dataclasses.asdict(self.train_config), "base": self.base, "gpu": self.gpu,
+            "threads": self.threads, "description": self.description,
+        }
+
+
+def experiment_from_dict(values: Mapping[str, Any]) -> Experiment:
+    """Rebuild an :class:`Experiment` from :meth:`Experiment.to_dict` output."""
+    return Experiment(
+        name=values["name"], architecture=values["model"],
+        model_config=build_model_config(values["model"], dict(values["model_config"])),
+        train_config=TrainConfig(**values["train_config"]), base=values["base"], gpu=int(values["gpu"]),
+        threads=int(values["threads"]), description=values.get("description", ""),
+    )
+
+
+def default_config() -> dict:
+    """The default ``training`` and ``experiments`` sections as a dict."""
+    return yaml.safe_load(DEFAULT_CONFIG_YAML)
+
+
+def resolve_experiment(
+    name: str,
+    experiments: Mapping[str, Mapping[str, Any]],
+    training: Mapping[str, Any] | None = None,
+    contexts: Sequence[int] | None = None,
+    demo: bool = False,
+) -> Experiment:
+    """Validate and build experiment ``name``; ``contexts`` are the extracted window lengths."""
+    if name not in experiments:
+        raise ValueError(f"unknown experiment {name!r}; configured experiments: {', '.join(sorted(experiments))}")
+    train_fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
+    training = dict(training or {})
+    training_demo = training.pop("demo", None) or {}
+    if not isinstance(training_demo, Mapping):
+        raise ValueError(f"config 'training': 'demo' must be a mapping of overrides, got {training_demo!r}")
+    if demo:
+        training.update(training_demo)
+    unknown = sorted(set(training) - set(train_fields) - set(TRAINING_EXTRA_KEYS))
+    if unknown:
+        raise ValueError(f"config 'training': unknown keys {unknown}; valid keys: "
+                         f"{', '.join(sorted(train_fields + TRAINING_EXTRA_KEYS))}")
+    spec = dict(experiments[name] or {})
+    overrides = spec.pop("demo", None) or {}
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"experiment {name!r}: 'demo' must be a mapping of overrides, got {overrides!r}")
+    if demo:
+        spec.update(overrides)
+    where = f"experiment {name!r}"
+    architecture = spec.pop("model", None)
+    if architecture is None:
+        raise ValueError(f"{where}: no 'model'; known models: {', '.join(sorted(ARCHITECTURES))}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"{where}: unknown model {architecture!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
+    model_fields = config_fields(architecture)
+    unknown = sorted(set(spec) - set(model_fields) - set(train_fields) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; valid keys for model {architecture!r}: "
+                         f"{', '.join(sorted(set(model_fields) | set(train_fields) | set(EXPERIMENT_KEYS)))}")
+    if "model_path" in model_fields and not spec.get("model_path"):
+        raise ValueError(f"{where}: model {architecture!r} needs model_path (a Hugging Face hub id such as "
+                         "LongSafari/hyenadna-small-32k-seqlen-hf, or a local snapshot directory)")
+    extras = {**TRAINING_DEFAULTS, **{k: training[k] for k in TRAINING_EXTRA_KEYS if k in training}}
+    extras.update({k: spec[k] for k in TRAINING_EXTRA_KEYS if k in spec})
+    train_values = {k: v for k, v in training.items() if k in train_fields}
+    train_values.update({k: v for k, v in spec.items() if k in train_fields})
+    try:
+        model_cfg = build_model_config(architecture, {k: v for k, v in spec.items() if k in model_fields})
+        train_cfg = TrainConfig(**train_values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from error
+    if contexts is not None and model_cfg.context not in [int(c) for c in contexts]:
+        raise ValueError(f"{where}: context {model_cfg.context} is not extracted; extracted contexts "
+                         f"(sequences.contexts): {sorted(int(c) for c in contexts)}; add it there or use one of them")
+    return Experiment(name=name, architecture=architecture, model_config=model_cfg, train_config=train_cfg,
+                      base=str(extras["base"]), gpu=int(extras["gpu"]), threads=int(extras["threads"]),
+                      description=str(spec.get("description", "")))
+
+
+def experiment_for(name: str, config: Mapping[str, Any]) -> Experiment:
+    """Experiment ``name`` from a whole pipeline config (``experiments``, ``training``,
+    ``sequences.contexts``; demo overrides when ``dataset`` is ``demo``)."""
+    return resolve_experiment(
+        name, config.get("experiments") or {}, config.get("training") or {},
+        contexts=(config.get("sequences") or {}).get("contexts"), demo=config.get("dataset") == "demo",
+    )
+
+
+def train_inputs(experiment: Experiment, results: str = "results") -> dict[str, str]:
+    """Files the train rule reads: windows of the experiment's context, variants, validated targets
+    (delta task), and a local Hugging Face snapshot the pipeline builds (under resources/hf_models/)."""
+    inputs = {
+        "sequences": f"{results}/sequences/ctx{experiment.context}.npz",
+        "variants": f"{results}/variants/variants.parquet",
+    }
+    if experiment.task == "delta":
+        inputs["scores"] = f"{results}/targets/{experiment.base}/scores.parquet"
+    model_path = getattr(experiment.model_config, "model_path", "")
+    if model_path.startswith("resources/hf_models/"):
+        inputs["hf_model"] = model_path
+    return inputs
+
+
+def resolve_all(
+    experiments: Mapping[str, Mapping[str, Any]],
+    training: Mapping[str, Any] | None = None,
+    contexts: Sequence[int] | None = None,
+    demo: bool = False,
+) -> dict[str, Experiment]:
+    """Every configured experiment, resolved (the first invalid one raises)."""
+    return {name: resolve_experiment(name, experiments, training, contexts, demo) for name in experiments}

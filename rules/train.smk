@@ -1,0 +1,47 @@
+# Training: one meta-model per experiment of config["experiments"] (metasplice/experiments.py
+# resolves and validates each one; metasplice/train.py trains it).
+
+
+import metasplice.evaluate as mseval
+from metasplice.experiments import TINY_HF_MODEL
+
+
+rule build_tiny_hf_model:
+    output:
+        directory(TINY_HF_MODEL),
+    log:
+        "logs/build_tiny_hf_model.log",
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m metasplice.models.tiny_hf {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        unpack(
+            lambda wildcards: mseval.instance_train_inputs(
+                config, wildcards.experiment, VARIANTS
+            )
+        ),
+    output:
+        model="results/models/{experiment}/model.pt",
+        history="results/models/{experiment}/history.tsv",
+    log:
+        "logs/train/{experiment}.log",
+    benchmark:
+        "results/benchmarks/train/{experiment}.tsv"
+    wildcard_constraints:
+        experiment="[A-Za-z0-9_.-]+",
+    conda:
+        "../envs/train.yaml"
+    threads: lambda wildcards: mseval.resolve_instance(config, wildcards.experiment).threads
+    resources:
+        gpu=lambda wildcards: mseval.resolve_instance(config, wildcards.experiment).gpu,
+    params:
+        experiment=lambda wildcards: mseval.resolve_instance(
+            config, wildcards.experiment
+        ).to_dict(),
+        state="results/models/{experiment}/train_state.pt",
+    script:
+        "../workflow_scripts/train.py"
