@@ -1,0 +1,661 @@
+"""Evaluation of one experiment (or of a base model without training) on the held-out test split.
+
+Every evaluation goes through :func:`evaluate_predictions`, whatever produced the scores:
+
+1. the *validation* rows (split ``val``, label 0/1) choose the decision threshold that maximises F1;
+   test labels are never passed to that step;
+2. the *test* rows (split ``test``, label 0/1) give ROC-AUC, PR-AUC, Pearson r (delta models),
+   detection rate / false-positive rate / precision / F1 at the validation threshold and at the
+   fixed rule ``score > 0.1`` (SpliceAI's |Δ| > 0.1), the confusion matrices, breakdowns by region
+   and variant type, and the paired comparison with the reference (SpliceAI) score on the same
+   variants; each value with a percentile-bootstrap 95% interval (:mod:`metasplice.metrics`).
+
+Scores: a delta model's classifier score is the largest of its predicted delta scores; a binary
+model's is its probability; a base model's is max(DS_AG, DS_AL, DS_DG, DS_DL). Rows without a
+score (a base model that skipped the variant) are left out of the metrics and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from metasplice import metrics as M
+from metasplice.io import atomic_output, write_parquet
+
+log = logging.getLogger(__name__)
+
+DS_COLUMNS: tuple[str, ...] = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
+VARIANT_COLUMNS: tuple[str, ...] = ("variant_id", "split", "label", "classification", "region", "variant_type")
+REGION_ORDER: tuple[str, ...] = ("exonic", "canonical", "splice_region", "intronic", "deep_intronic")
+TYPE_ORDER: tuple[str, ...] = ("snv", "insertion", "deletion", "mnv")
+EVAL_SPLITS: tuple[str, ...] = ("val", "test")
+FORMAT = "metasplice-metrics/1"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of an evaluation (config section ``evaluation``)."""
+
+    bootstrap: M.BootstrapConfig = field(default_factory=M.BootstrapConfig)
+    fixed_threshold: float = 0.1  # the |Δ| > threshold rule of SpliceAI (score > t)
+    reference: str = "spliceai"  # base model whose max delta score every experiment is compared with
+    breakdowns: tuple[str, ...] = ("region", "variant_type")
+    batch_size: int = 256  # inference batch size
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "EvalConfig":
+        """Build from the config's ``evaluation`` section (unknown keys are an error)."""
+        values = dict(values or {})
+        boot = M.BootstrapConfig(
+            n=int(values.pop("bootstrap_n", M.BootstrapConfig.n)),
+            seed=int(values.pop("seed", M.BootstrapConfig.seed)),
+            level=float(values.pop("ci_level", M.BootstrapConfig.level)),
+        )
+        values.pop("cross_validation", None)  # read by metasplice.crossval
+        known = {"fixed_threshold", "reference", "breakdowns", "batch_size", "device"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown evaluation keys {unknown}; valid keys: bootstrap_n, seed, ci_level, cross_validation, "
+                + ", ".join(sorted(known))
+            )
+        if "breakdowns" in values:
+            values["breakdowns"] = tuple(values["breakdowns"])
+        return cls(bootstrap=boot, **values)
+
+
+# --------------------------------------------------------------------------------------------
+# predictions tables
+
+
+def read_variants(path: str | os.PathLike) -> pd.DataFrame:
+    """The variant columns an evaluation needs, in file order."""
+    table = pd.read_parquet(path)
+    missing = [c for c in VARIANT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; rebuild it with prepare_variants")
+    return table
+
+
+def read_scores(path: str | os.PathLike, n_rows: int, variants_path: str | os.PathLike = "variants") -> pd.DataFrame:
+    """A base model's scores.parquet, checked to be row-aligned with the variants."""
+    scores = pd.read_parquet(path)
+    missing = [c for c in DS_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; rerun the base model scoring")
+    if len(scores) != n_rows:
+        raise ValueError(
+            f"{path} has {len(scores)} rows but {variants_path} has {n_rows}; rerun the base model scoring"
+        )
+    return scores
+
+
+def base_score(scores: pd.DataFrame) -> np.ndarray:
+    """max(DS_AG, DS_AL, DS_DG, DS_DL) per row; NaN where the base model did not score the variant."""
+    ds = scores[list(DS_COLUMNS)].to_numpy(dtype=np.float64)
+    out = np.full(len(ds), np.nan)
+    ok = np.isfinite(ds).all(axis=1)
+    out[ok] = ds[ok].max(axis=1)
+    return out
+
+
+def _eval_rows(variants: pd.DataFrame) -> np.ndarray:
+    return np.flatnonzero(variants["split"].astype(str).isin(EVAL_SPLITS).to_numpy())
+
+
+def _frame(variants: pd.DataFrame, rows: np.ndarray, score: np.ndarray) -> pd.DataFrame:
+    out = variants.iloc[rows][list(VARIANT_COLUMNS)].reset_index(drop=True)
+    out["label"] = out["label"].astype(np.int8)
+    out["score"] = np.asarray(score, dtype=np.float64)
+    return out
+
+
+def baseline_predictions(variants: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Validation and test rows with the base model's max delta score (and its four DS values)."""
+    rows = _eval_rows(variants)
+    table = _frame(variants, rows, base_score(scores)[rows])
+    for c in DS_COLUMNS:
+        table[f"pred_{c}"] = scores[c].to_numpy(dtype=np.float64)[rows]
+    return table
+
+
+def model_predictions(
+    variants: pd.DataFrame,
+    probabilities: np.ndarray,
+    rows: np.ndarray,
+    output_names: tuple[str, ...],
+    task: str,
+    targets: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Predictions table of a meta-model: ``probabilities`` (len(rows), n_outputs) after the sigmoid.
+
+    Delta models get ``pred_<target>`` per output, the validated ``target_<target>`` (from
+    ``targets``, the base model's scores.parquet) and score = max of the predicted delta scores.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != (len(rows), len(output_names)):
+        raise ValueError(f"predictions of shape {probabilities.shape}, expected ({len(rows)}, {len(output_names)})")
+    if task == "binary":
+        return _frame(variants, rows, probabilities[:, 0])
+    if task != "delta":
+        raise ValueError(f"unknown task {task!r} (delta or binary)")
+    table = _frame(variants, rows, probabilities.max(axis=1))
+    for j, name in enumerate(output_names):
+        table[f"pred_{name}"] = probabilities[:, j]
+    if targets is not None:
+        for name in output_names:
+            col = f"target_{name}"
+            if col not in targets.columns:
+                raise ValueError(f"targets file lacks column {col!r}; rerun the base model scoring")
+            table[col] = targets[col].to_numpy(dtype=np.float64)[rows]
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+def _labelled(pred: pd.DataFrame, split: str) -> pd.DataFrame:
+    return pred[(pred["split"].astype(str) == split) & pred["label"].isin((0, 1))]
+
+
+def _counts(part: pd.DataFrame) -> dict[str, int]:
+    scored = np.isfinite(part["score"].to_numpy(dtype=np.float64))
+    label = part["label"].to_numpy()
+    return {
+        "total": int(len(part)),
+        "positive": int((label == 1).sum()),
+        "negative": int((label == 0).sum()),
+        "scored": int(scored.sum()),
+        "positive_scored": int(((label == 1) & scored).sum()),
+        "negative_scored": int(((label == 0) & scored).sum()),
+        "unscored": int((~scored).sum()),
+    }
+
+
+def _scored_arrays(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    s = part["score"].to_numpy(dtype=np.float64)
+    ok = np.isfinite(s)
+    return part["label"].to_numpy()[ok].astype(np.int8), s[ok]
+
+
+def choose_threshold(val_label: np.ndarray, val_score: np.ndarray) -> dict:
+    """The max-F1 threshold of the validation rows (rule ``score >= threshold``).
+
+    Takes validation arrays only, so nothing about the test split can reach the choice.
+    """
+    threshold, f1 = M.max_f1_threshold(val_label, val_score)
+    return {"threshold": threshold, "rule": "score >= threshold", "val_f1": f1, "chosen_on": "val"}
+
+
+def _iv(interval: M.Interval) -> dict:
+    return interval.to_dict()
+
+
+def _at_threshold(y: np.ndarray, s: np.ndarray, threshold: float, inclusive: bool, cfg: M.BootstrapConfig) -> dict:
+    res = M.threshold_metrics_ci(y, s, threshold, inclusive, cfg)
+    out = {k: _iv(v) for k, v in res.items() if k != "confusion"}
+    out["confusion"] = res["confusion"]
+    return out
+
+
+def _ordered_groups(values: pd.Series, column: str) -> list[str]:
+    order = {"region": REGION_ORDER, "variant_type": TYPE_ORDER}.get(column, ())
+    present = [str(v) for v in pd.unique(values.astype(str))]
+    return [g for g in order if g in present] + sorted(g for g in present if g not in order)
+
+
+def correlation(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
+    """Pearson r between predicted and target delta scores on the Splice-altering test variants.
+
+    ``max``: the largest predicted vs the largest target delta score (the effect size); one entry
+    per target as well. None when the table holds no predicted/target pairs (binary models, bases).
+    """
+    names = [c[len("pred_"):] for c in test.columns if c.startswith("pred_") and f"target_{c[len('pred_'):]}" in test]
+    if not names:
+        return None
+    sa = test[test["label"] == 1]
+    pred = sa[[f"pred_{n}" for n in names]].to_numpy(dtype=np.float64)
+    target = sa[[f"target_{n}" for n in names]].to_numpy(dtype=np.float64)
+    ok = np.isfinite(pred).all(axis=1) & np.isfinite(target).all(axis=1)
+    out: dict[str, Any] = {"n": int(ok.sum()), "variants": "Splice-altering test variants with finite targets"}
+    out["max"] = _iv(M.pearson_r_ci(pred[ok].max(axis=1), target[ok].max(axis=1), cfg.bootstrap))
+    out["by_target"] = {n: _iv(M.pearson_r_ci(pred[ok, j], target[ok, j], cfg.bootstrap)) for j, n in enumerate(names)}
+    return out
+
+
+def compare(
+    test: pd.DataFrame, reference: pd.DataFrame | None, reference_name: str, cfg: EvalConfig
+) -> dict | None:
+    """Paired comparison of the test scores with ``reference`` (variant_id, score) on the shared variants."""
+    if reference is None:
+        return None
+    ref = reference.drop_duplicates("variant_id").set_index("variant_id")["score"]
+    joined = test[["variant_id", "label", "score"]].assign(reference=test["variant_id"].map(ref).to_numpy(np.float64))
+    ok = np.isfinite(joined["score"].to_numpy(np.float64)) & np.isfinite(joined["reference"].to_numpy(np.float64))
+    both = joined[ok]
+    y = both["label"].to_numpy().astype(np.int8)
+    a, b = both["score"].to_numpy(np.float64), both["reference"].to_numpy(np.float64)
+    out: dict[str, Any] = {
+        "reference": reference_name,
+        "n": int(len(both)),
+        "n_positive": int(y.sum()),
+        "n_negative": int(len(y) - y.sum()),
+        "n_excluded": int((~ok).sum()),
+        "difference": "this minus reference",
+    }
+    if len(y) == 0 or M._single_class(y.astype(bool)):
+        out["roc_auc"] = out["pr_auc"] = out["roc_auc_delong"] = None
+        return out
+    out["roc_auc"] = M.paired_bootstrap(y, a, b, "roc_auc", cfg.bootstrap).to_dict()
+    out["pr_auc"] = M.paired_bootstrap(y, a, b, "pr_auc", cfg.bootstrap).to_dict()
+    out["roc_auc_delong"] = M.delong_test(y, a, b).to_dict()
+    return out
+
+
+def summarise_test(
+    test: pd.DataFrame,
+    calls: np.ndarray,
+    fixed_threshold: float,
+    cfg: EvalConfig,
+    reference: pd.DataFrame | None = None,
+    reference_name: str = "",
+) -> dict:
+    """Test-set metrics given the calls at the validation-chosen threshold(s).
+
+    ``test``: labelled test rows; ``calls``: bool per row of ``test`` (``score >= threshold`` with the
+    threshold chosen on validation; cross-validation passes each fold's own calls). Rows without a
+    score are left out.
+    """
+    calls = np.asarray(calls, dtype=bool)
+    if calls.shape != (len(test),):
+        raise ValueError(f"calls must have one value per test row ({len(test)}), got {calls.shape}")
+    scored = np.isfinite(test["score"].to_numpy(np.float64))
+    test, calls = test[scored], calls[scored]
+    y = test["label"].to_numpy().astype(np.int8)
+    s = test["score"].to_numpy(np.float64)
+    if y.size == 0:
+        raise ValueError("no scored test variants with label 0/1")
+    b = cfg.bootstrap
+    call_score = calls.astype(np.float64)  # calls as a 0/1 score: ">= 0.5" reproduces them
+    rules = {"at_val_threshold": (call_score, 0.5, True), "at_fixed_threshold": (s, fixed_threshold, False)}
+    out: dict[str, Any] = {
+        "metrics": {
+            "roc_auc": _iv(M.roc_auc_ci(y, s, b)),
+            "pr_auc": _iv(M.pr_auc_ci(y, s, b)),
+            **{name: _at_threshold(y, sc, t, inc, b) for name, (sc, t, inc) in rules.items()},
+        },
+        "correlation": correlation(test, cfg),
+    }
+    out["confusion_matrix"] = out["metrics"]["at_val_threshold"]["confusion"]
+    breakdowns: dict[str, list] = {}
+    for column in cfg.breakdowns:
+        if column not in test.columns:
+            raise ValueError(f"breakdown column {column!r} is not in the predictions table")
+        cells = []
+        values = test[column].astype(str).to_numpy()
+        for group in _ordered_groups(test[column], column):
+            m = values == group
+            cell: dict[str, Any] = {"group": group, "n": int(m.sum()), "n_positive": int(y[m].sum()),
+                                    "n_negative": int(m.sum() - y[m].sum()),
+                                    "roc_auc": _iv(M.roc_auc_ci(y[m], s[m], b)),
+                                    "pr_auc": _iv(M.pr_auc_ci(y[m], s[m], b))}
+            for name, (sc, t, inc) in rules.items():
+                res = M.threshold_metrics_ci(y[m], sc[m], t, inc, b)
+                cell[name] = {k: _iv(res[k]) for k in ("detection_rate", "fpr", "f1")} | {"confusion": res["confusion"]}
+            cells.append(cell)
+        breakdowns[column] = cells
+    out["breakdowns"] = breakdowns
+    out["comparison"] = compare(test, reference, reference_name, cfg)
+    return out
+
+
+def _header(name: str, task: str, extra: Mapping[str, Any] | None, cfg: EvalConfig) -> dict:
+    b = cfg.bootstrap
+    return {
+        "format": FORMAT,
+        "name": name,
+        "task": task,
+        **dict(extra or {}),
+        "bootstrap": {
+            "method": "percentile",
+            "n": b.n,
+            "seed": b.seed,
+            "level": b.level,
+            "note": "resamples of the test variants (each breakdown cell resampled on its own); resamples "
+                    "where a metric is undefined (a single class, or a constant for Pearson r) are skipped "
+                    "and counted in n_skipped",
+        },
+    }
+
+
+def evaluate_predictions(
+    pred: pd.DataFrame,
+    cfg: EvalConfig = EvalConfig(),
+    name: str = "",
+    task: str = "",
+    reference: pd.DataFrame | None = None,
+    reference_name: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> dict:
+    """metrics.json content for a predictions table (rows of splits ``val`` and ``test``).
+
+    The threshold is chosen from the validation rows alone; everything else is measured on the test
+    rows. ``reference``: (variant_id, score) of the base model to compare with (None: no comparison).
+    """
+    val, test = _labelled(pred, "val"), _labelled(pred, "test")
+    yv, sv = _scored_arrays(val)
+    try:
+        chosen = choose_threshold(yv, sv)  # validation arrays only
+    except ValueError as err:
+        raise ValueError(f"{name or 'evaluation'}: {err}") from None
+    calls = test["score"].to_numpy(np.float64) >= chosen["threshold"]
+    try:
+        summary = summarise_test(test, calls, cfg.fixed_threshold, cfg, reference, reference_name)
+    except ValueError as err:
+        raise ValueError(f"{name or 'evaluation'}: {err}") from None
+    return {
+        **_header(name, task, extra, cfg),
+        "n": {"val": _counts(val), "test": _counts(test)},
+        "threshold": chosen,
+        "fixed_threshold": {"threshold": cfg.fixed_threshold, "rule": "score > threshold"},
+        **summary,
+    }
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write JSON atomically (NaN written as null)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(_clean(dict(data)), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+# --------------------------------------------------------------------------------------------
+# file-level entry points (called by workflow_scripts/evaluate*.py)
+
+
+def reference_table(variants: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """(variant_id, score) of a base model for the comparison."""
+    return pd.DataFrame({"variant_id": variants["variant_id"].to_numpy(), "score": base_score(scores)})
+
+
+def evaluate_baseline_files(
+    variants_path: str | os.PathLike,
+    scores_path: str | os.PathLike,
+    predictions_out: str | os.PathLike,
+    metrics_out: str | os.PathLike,
+    base: str,
+    cfg: EvalConfig = EvalConfig(),
+    reference_scores_path: str | os.PathLike | None = None,
+) -> dict:
+    """Evaluate base model ``base`` (max delta score as classifier score) without training.
+
+    ``reference_scores_path``: the reference base's scores, for a paired comparison (omit it for the
+    reference itself).
+    """
+    variants = read_variants(variants_path)
+    scores = read_scores(scores_path, len(variants), variants_path)
+    pred = baseline_predictions(variants, scores)
+    reference = None
+    if reference_scores_path is not None and base != cfg.reference:
+        reference = reference_table(variants, read_scores(reference_scores_path, len(variants), variants_path))
+    extra = {"kind": "baseline", "base": base, "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)"}
+    result = evaluate_predictions(pred, cfg, f"{base} (baseline)", "baseline", reference, cfg.reference, extra)
+    write_parquet(pred, predictions_out)
+    write_json(result, metrics_out)
+    log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", base, result["metrics"]["roc_auc"]["estimate"],
+             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    return result
+
+
+def _load_windows(path: str | os.PathLike, n_rows: int, context: int) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as npz:
+        missing = {"ref", "alt"} - set(npz.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)} (expected ref and alt)")
+        ref, alt = npz["ref"], npz["alt"]
+    if ref.shape != alt.shape or ref.ndim != 2 or ref.shape[0] != n_rows:
+        raise ValueError(f"{path}: ref/alt of shapes {ref.shape}/{alt.shape}, expected ({n_rows}, {context})")
+    if ref.shape[1] != context:
+        raise ValueError(f"{path}: windows are {ref.shape[1]} nt but the model's context is {context}")
+    return ref, alt
+
+
+def evaluate_experiment_files(
+    model_path: str | os.PathLike,
+    variants_path: str | os.PathLike,
+    sequences_path: str | os.PathLike,
+    reference_scores_path: str | os.PathLike,
+    predictions_out: str | os.PathLike,
+    metrics_out: str | os.PathLike,
+    experiment: str,
+    cfg: EvalConfig = EvalConfig(),
+    targets_path: str | os.PathLike | None = None,
+) -> dict:
+    """Run a trained model on the validation and test windows and evaluate it.
+
+    ``targets_path``: scores.parquet of the base model the delta model was trained on (its
+    ``target_DS_*`` columns); defaults to the reference's.
+    """
+    from metasplice.models import load_checkpoint, load_model
+    from metasplice.train import predict, resolve_device
+
+    device = resolve_device(cfg.device)
+    checkpoint = load_checkpoint(model_path)
+    model = load_model(model_path, device)
+    config = model.config
+    variants = read_variants(variants_path)
+    reference_scores = read_scores(reference_scores_path, len(variants), variants_path)
+    targets = reference_scores if targets_path is None else read_scores(targets_path, len(variants), variants_path)
+    ref, alt = _load_windows(sequences_path, len(variants), int(config.context))
+    rows = _eval_rows(variants)
+    probabilities = predict(model, ref[rows], alt[rows], batch_size=cfg.batch_size, device=device)
+    names = tuple(model.output_names)
+    pred = model_predictions(variants, probabilities, rows, names, config.task,
+                             targets if config.task == "delta" else None)
+    info = dict(checkpoint.get("info") or {})
+    extra = {
+        "kind": "experiment",
+        "experiment": experiment,
+        "architecture": checkpoint.get("architecture"),
+        "outputs": list(names),
+        "score": "max of the predicted delta scores" if config.task == "delta" else "P(Splice-altering)",
+        "training": {k: info.get(k) for k in ("best_epoch", "epochs_run", "early_stopped", "n_train", "n_val")},
+        "device": str(device),
+    }
+    result = evaluate_predictions(pred, cfg, experiment, config.task, reference_table(variants, reference_scores),
+                                  cfg.reference, extra)
+    write_parquet(pred, predictions_out)
+    write_json(result, metrics_out)
+    log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, result["metrics"]["roc_auc"]["estimate"],
+             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# workflow wiring: the file paths of the evaluation rules, from the plain config dict
+# (rules/evaluate.smk calls these from lambdas; the train rule uses experiment_variants for folds)
+
+REPORT_FIGURES: dict[str, str] = {
+    name: f"results/report/figures/{name}.png" for name in ("roc", "pr", "training", "scatter", "regions")
+}
+REPORT_TABLES: dict[str, str] = {
+    "summary_md": "results/report/summary.md",
+    "summary_tsv": "results/report/summary.tsv",
+    "breakdowns": "results/report/breakdowns.tsv",
+}
+REPORT_OUTPUTS: list[str] = [*REPORT_TABLES.values(), *REPORT_FIGURES.values()]
+
+
+def evaluation_section(config: Mapping[str, Any]) -> dict:
+    """The ``evaluation`` config section (empty when absent: every default applies)."""
+    return dict(config.get("evaluation") or {})
+
+
+def evaluation_params(config: Mapping[str, Any]) -> dict:
+    """Settings handed to the evaluation scripts; validated here so a bad key fails the DAG."""
+    values = {k: v for k, v in evaluation_section(config).items() if k not in ("experiments", "baselines")}
+    EvalConfig.from_dict(values)
+    values.pop("cross_validation", None)
+    return values
+
+
+def reference_base(config: Mapping[str, Any]) -> str:
+    """Base model every row is compared with (``evaluation.reference``, default spliceai)."""
+    return EvalConfig.from_dict(evaluation_params(config)).reference
+
+
+def baseline_bases(config: Mapping[str, Any]) -> list[str]:
+    """Base models evaluated as baseline rows: ``evaluation.baselines`` (the reference always first)."""
+    ref = reference_base(config)
+    bases = [str(b) for b in evaluation_section(config).get("baselines") or [ref]]
+    return [ref] + [b for b in dict.fromkeys(bases) if b != ref]
+
+
+def report_experiments(config: Mapping[str, Any]) -> list[str]:
+    """Experiments in the report: ``evaluation.experiments``, default every configured experiment."""
+    configured = config.get("experiments") or {}
+    names = list(evaluation_section(config).get("experiments") or configured)
+    unknown = [n for n in names if n not in configured]
+    if unknown:
+        raise ValueError(f"config evaluation.experiments names unknown experiments {unknown}; "
+                         f"configured: {', '.join(configured)}")
+    return names
+
+
+def crossval_settings(config: Mapping[str, Any]):
+    """``evaluation.cross_validation`` as a :class:`metasplice.crossval.CrossValConfig`."""
+    from metasplice.crossval import CrossValConfig
+
+    return CrossValConfig.from_dict(evaluation_section(config).get("cross_validation"))
+
+
+def crossval_folds(config: Mapping[str, Any]) -> list[int]:
+    """Fold indices; empty when cross-validation is off."""
+    cv = crossval_settings(config)
+    return list(range(cv.k)) if cv.enabled else []
+
+
+def fold_variants_paths(config: Mapping[str, Any]) -> list[str]:
+    """Outputs of the crossval_folds rule (one variants file per fold)."""
+    return [f"results/crossval/fold{k}/variants.parquet" for k in range(crossval_settings(config).k)]
+
+
+def experiment_variants(config: Mapping[str, Any], name: str, variants: str) -> str:
+    """Variants file of an experiment instance: the fold's copy for ``E__fold{k}``, else ``variants``.
+
+    The train rule must take its ``variants`` input from here too, so a fold trains on its own split.
+    """
+    from metasplice.crossval import split_fold_name
+
+    _, fold = split_fold_name(name)
+    if fold is None:
+        return variants
+    k = crossval_settings(config).k
+    if fold >= k:
+        raise ValueError(f"{name}: fold {fold} does not exist (evaluation.cross_validation has {k} folds)")
+    return fold_variants_paths(config)[fold]
+
+
+def resolve_instance(config: Mapping[str, Any], name: str):
+    """The :class:`metasplice.experiments.Experiment` behind an instance name (``E`` or ``E__fold{k}``)."""
+    from metasplice.crossval import split_fold_name
+    from metasplice.experiments import experiment_for
+
+    experiment, _ = split_fold_name(name)
+    return experiment_for(experiment, config)
+
+
+def instance_train_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
+    """Inputs of the train rule for an instance: the experiment's own, with a fold's variants file."""
+    from metasplice.experiments import train_inputs
+
+    inputs = dict(train_inputs(resolve_instance(config, name)))
+    inputs["variants"] = experiment_variants(config, name, variants)
+    return inputs
+
+
+def evaluate_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
+    """Inputs of rule evaluate for experiment instance ``name``: the trained model, the windows and
+    variants it was trained from (a fold's for ``E__fold{k}``), the reference base model's scores."""
+    experiment = resolve_instance(config, name)
+    trained_from = instance_train_inputs(config, name, variants)
+    inputs = {
+        "model": f"results/models/{name}/model.pt",
+        "variants": trained_from["variants"],
+        "sequences": trained_from["sequences"],
+        "reference": f"results/targets/{reference_base(config)}/scores.parquet",
+    }
+    if experiment.task == "delta":
+        inputs["targets"] = f"results/targets/{experiment.base}/scores.parquet"
+    if "hf_model" in trained_from:  # a local Hugging Face snapshot the checkpoint is rebuilt from
+        inputs["hf_model"] = trained_from["hf_model"]
+    return inputs
+
+
+def evaluate_cv_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, list[str] | str]:
+    """Inputs of rule evaluate_cv: every evaluated fold of experiment ``name``."""
+    folds = range(crossval_settings(config).k)
+    return {
+        "predictions": [f"results/eval/{name}__fold{k}/predictions.parquet" for k in folds],
+        "metrics": [f"results/eval/{name}__fold{k}/metrics.json" for k in folds],
+        "variants": variants,
+        "reference": f"results/targets/{reference_base(config)}/scores.parquet",
+    }
+
+
+def report_inputs(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Inputs of rule report: evaluation outputs and training histories only (no model is run)."""
+    exps, bases = report_experiments(config), baseline_bases(config)
+    inputs = {
+        "metrics": [f"results/eval/{e}/metrics.json" for e in exps],
+        "predictions": [f"results/eval/{e}/predictions.parquet" for e in exps],
+        "histories": [f"results/models/{e}/history.tsv" for e in exps],
+        "baseline_metrics": [f"results/eval/baseline/{b}/metrics.json" for b in bases],
+        "baseline_predictions": [f"results/eval/baseline/{b}/predictions.parquet" for b in bases],
+    }
+    if crossval_folds(config):
+        inputs["cv_metrics"] = [f"results/eval_cv/{e}/metrics.json" for e in exps]
+        inputs["cv_predictions"] = [f"results/eval_cv/{e}/predictions.parquet" for e in exps]
+        inputs["cv_baseline_metrics"] = [f"results/eval_cv/baseline/{b}/metrics.json" for b in bases]
+        inputs["cv_baseline_predictions"] = [f"results/eval_cv/baseline/{b}/predictions.parquet" for b in bases]
+    return inputs
+
+
+def report_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Params of rule report: the row names and what the text says about the test set."""
+    return {
+        "experiments": report_experiments(config),
+        "baselines": baseline_bases(config),
+        "cross_validation": bool(crossval_folds(config)),
+        "reference": reference_base(config),
+        "test_chroms": list((config.get("split") or {}).get("test_chroms") or ["chr21", "chr22"]),
+    }

@@ -1,0 +1,183 @@
+# Evaluation and report: every experiment and every base model (a baseline row: the base model's
+# max delta score, no training) is scored on the test split by metasplice.evaluate; the report
+# reads only evaluation outputs and training histories (metasplice.report). Paths and settings
+# come from metasplice.evaluate's workflow-wiring functions.
+#
+#   results/eval/{experiment}/predictions.parquet, metrics.json       rule evaluate
+#   results/eval/baseline/{base}/predictions.parquet, metrics.json    rule evaluate_baseline
+#   results/report/summary.md, summary.tsv, breakdowns.tsv, figures/   rule report (target: tables)
+#
+# Cross-validation (evaluation.cross_validation.enabled): leave-one-chromosome-group-out folds.
+# Fold k of experiment E is the instance "E__fold{k}", trained and evaluated like E but from
+# results/crossval/fold{k}/variants.parquet (variants.parquet with that fold's split column).
+#
+#   results/crossval/fold{k}/variants.parquet, folds.tsv              rule crossval_folds
+#   results/eval_cv/{experiment}/..., eval_cv/baseline/{base}/...     rules evaluate_cv(_baseline)
+
+import metasplice.evaluate as mseval
+
+
+rule evaluate:
+    input:
+        unpack(lambda wc: mseval.evaluate_inputs(config, wc.experiment, VARIANTS)),
+    output:
+        predictions="results/eval/{experiment}/predictions.parquet",
+        metrics="results/eval/{experiment}/metrics.json",
+    log:
+        "logs/evaluate/{experiment}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{experiment}.tsv"
+    conda:
+        "../envs/metasplice.yaml"
+    threads: 2
+    params:
+        evaluation=lambda wc: mseval.evaluation_params(config),
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule evaluate_baseline:
+    input:
+        variants=VARIANTS,
+        scores="results/targets/{base}/scores.parquet",
+        reference=lambda wc: f"results/targets/{mseval.reference_base(config)}/scores.parquet",
+    output:
+        predictions="results/eval/baseline/{base}/predictions.parquet",
+        metrics="results/eval/baseline/{base}/metrics.json",
+    log:
+        "logs/evaluate/baseline_{base}.log",
+    benchmark:
+        "results/benchmarks/evaluate/baseline_{base}.tsv"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        evaluation=lambda wc: mseval.evaluation_params(config),
+    script:
+        "../workflow_scripts/evaluate_baseline.py"
+
+
+rule crossval_folds:
+    input:
+        VARIANTS,
+    output:
+        folds=mseval.fold_variants_paths(config),
+        summary="results/crossval/folds.tsv",
+    log:
+        "logs/crossval_folds.log",
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        cross_validation=lambda wc: mseval.evaluation_section(config).get(
+            "cross_validation"
+        )
+        or {},
+    script:
+        "../workflow_scripts/crossval_folds.py"
+
+
+rule evaluate_cv:
+    input:
+        unpack(lambda wc: mseval.evaluate_cv_inputs(config, wc.experiment, VARIANTS)),
+    output:
+        predictions="results/eval_cv/{experiment}/predictions.parquet",
+        metrics="results/eval_cv/{experiment}/metrics.json",
+    log:
+        "logs/evaluate_cv/{experiment}.log",
+    benchmark:
+        "results/benchmarks/evaluate_cv/{experiment}.tsv"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        evaluation=lambda wc: mseval.evaluation_params(config),
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule evaluate_cv_baseline:
+    input:
+        folds=lambda wc: mseval.fold_variants_paths(config),
+        scores="results/targets/{base}/scores.parquet",
+        reference=lambda wc: f"results/targets/{mseval.reference_base(config)}/scores.parquet",
+    output:
+        predictions="results/eval_cv/baseline/{base}/predictions.parquet",
+        metrics="results/eval_cv/baseline/{base}/metrics.json",
+    log:
+        "logs/evaluate_cv/baseline_{base}.log",
+    benchmark:
+        "results/benchmarks/evaluate_cv/baseline_{base}.tsv"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        evaluation=lambda wc: mseval.evaluation_params(config),
+    script:
+        "../workflow_scripts/evaluate_baseline.py"
+
+
+rule report:
+    input:
+        unpack(lambda wc: mseval.report_inputs(config)),
+    output:
+        summary_md=report(
+            mseval.REPORT_TABLES["summary_md"],
+            caption="report/summary.rst",
+            category="Tables",
+            labels={"table": "summary (markdown)"},
+        ),
+        summary_tsv=report(
+            mseval.REPORT_TABLES["summary_tsv"],
+            caption="report/summary_tsv.rst",
+            category="Tables",
+            labels={"table": "summary (TSV)"},
+        ),
+        breakdowns=report(
+            mseval.REPORT_TABLES["breakdowns"],
+            caption="report/breakdowns.rst",
+            category="Tables",
+            labels={"table": "by region and variant type"},
+        ),
+        roc=report(
+            mseval.REPORT_FIGURES["roc"],
+            caption="report/roc.rst",
+            category="Figures",
+            labels={"figure": "ROC curves"},
+        ),
+        pr=report(
+            mseval.REPORT_FIGURES["pr"],
+            caption="report/pr.rst",
+            category="Figures",
+            labels={"figure": "precision-recall curves"},
+        ),
+        training=report(
+            mseval.REPORT_FIGURES["training"],
+            caption="report/training.rst",
+            category="Figures",
+            labels={"figure": "training curves"},
+        ),
+        scatter=report(
+            mseval.REPORT_FIGURES["scatter"],
+            caption="report/scatter.rst",
+            category="Figures",
+            labels={"figure": "predicted vs target delta scores"},
+        ),
+        regions=report(
+            mseval.REPORT_FIGURES["regions"],
+            caption="report/regions.rst",
+            category="Figures",
+            labels={"figure": "per-region metrics"},
+        ),
+    log:
+        "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        report=lambda wc: mseval.report_params(config),
+    script:
+        "../workflow_scripts/report.py"
+
+
+# Regenerates the tables and figures from the existing evaluation outputs (never trains).
+rule tables:
+    input:
+        mseval.REPORT_OUTPUTS,

@@ -1,0 +1,42 @@
+"""evaluate: a trained experiment on its validation + test windows -> predictions.parquet, metrics.json.
+
+Also the cross-validation aggregation (rule evaluate_cv): the evaluated folds E__fold{k} -> pooled
+predictions.parquet and metrics.json of E.
+"""
+
+import torch
+
+from metasplice.crossval import aggregate_experiment_files
+from metasplice.evaluate import EvalConfig, evaluate_experiment_files
+from metasplice.workflow import run_logged
+
+
+def main(sm) -> None:
+    cfg = EvalConfig.from_dict(sm.params.evaluation)
+    if sm.rule == "evaluate_cv":
+        aggregate_experiment_files(
+            fold_predictions=list(sm.input.predictions),
+            fold_metrics=list(sm.input.metrics),
+            variants_path=sm.input.variants,
+            reference_scores_path=sm.input.reference,
+            predictions_out=sm.output.predictions,
+            metrics_out=sm.output.metrics,
+            experiment=sm.wildcards.experiment,
+            cfg=cfg,
+        )
+        return
+    torch.set_num_threads(max(1, int(sm.threads)))
+    evaluate_experiment_files(
+        model_path=sm.input.model,
+        variants_path=sm.input.variants,
+        sequences_path=sm.input.sequences,
+        reference_scores_path=sm.input.reference,
+        predictions_out=sm.output.predictions,
+        metrics_out=sm.output.metrics,
+        experiment=sm.wildcards.experiment,
+        cfg=cfg,
+        targets_path=getattr(sm.input, "targets", None),
+    )
+
+
+run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,36 @@
+"""report: evaluation outputs (+ training histories) -> summary.md, summary.tsv, breakdowns.tsv, figures."""
+
+from metasplice.report import Entry, build_report
+from metasplice.workflow import run_logged
+
+
+def main(sm) -> None:
+    inp, p = sm.input, sm.params.report
+    entries = [
+        Entry(f"{b} (baseline)", m, pr)
+        for b, m, pr in zip(p["baselines"], inp.baseline_metrics, inp.baseline_predictions)
+    ]
+    entries += [
+        Entry(e, m, pr, h) for e, m, pr, h in zip(p["experiments"], inp.metrics, inp.predictions, inp.histories)
+    ]
+    if p["cross_validation"]:
+        entries += [
+            Entry(f"{b} (baseline, CV)", m, pr)
+            for b, m, pr in zip(p["baselines"], inp.cv_baseline_metrics, inp.cv_baseline_predictions)
+        ]
+        entries += [Entry(f"{e} (CV)", m, pr) for e, m, pr in zip(p["experiments"], inp.cv_metrics, inp.cv_predictions)]
+    out = sm.output
+    build_report(
+        entries,
+        summary_md=out.summary_md,
+        summary_tsv=out.summary_tsv,
+        regions_tsv=out.breakdowns,
+        figures={name: getattr(out, name) for name in ("roc", "pr", "training", "scatter", "regions")},
+        meta={
+            "reference": p["reference"],
+            "test_description": "variants on " + ", ".join(p["test_chroms"]) + " (label Splice-altering vs Normal)",
+        },
+    )
+
+
+run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)
