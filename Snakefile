@@ -9,7 +9,10 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/fetch.smk"
 include: "rules/variants.smk"
+include: "rules/base_model.smk"
 include: "rules/sequences.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -1,6 +1,12 @@
 import os
+import sys
 
 from snakemake.utils import min_version, validate
+
+# The workflow imports the metasplice package of this checkout, installed or not.
+sys.path.insert(0, workflow.basedir)
+
+from metasplice.evaluate import REPORT_OUTPUTS
 
 min_version("9.0")
 
@@ -38,6 +44,17 @@ SPLICEVARDB = "resources/splicevardb/splicevardb.tsv"
 VARIANTS = "results/variants/variants.parquet"
 
 
+def base_model_cfg(wildcards):
+    """Settings of one base model (config `base_models.{base}`)."""
+    models = config.get("base_models", {})
+    if wildcards.base not in models:
+        raise ValueError(
+            f"config: base model {wildcards.base!r} is not defined under `base_models` "
+            f"(defined: {', '.join(models) or 'none'})"
+        )
+    return models[wildcards.base]
+
+
 def final_targets():
     """Everything `snakemake --cores N` builds by default."""
     return [
@@ -45,4 +62,5 @@ def final_targets():
         "results/variants/summary.tsv",
         "results/variants/rejected.tsv",
         *expand("results/sequences/ctx{ctx}.npz", ctx=config["sequences"]["contexts"]),
+        *REPORT_OUTPUTS,
     ]
