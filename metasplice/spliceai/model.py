@@ -1,10 +1,14 @@
-"""SpliceAI-10k in PyTorch, built from the official Keras weight files.
+"""SpliceAI-10k (and OpenSpliceAI) networks in PyTorch.
 
 The graph (Jaganathan et al. 2019, as stored in ``spliceai1..5.h5``): a 1x1 stem, 16 pre-activation
 residual units in four groups (k=11 d=1, k=11 d=4, k=21 d=10, k=41 d=25), a 1x1 skip convolution
 after the stem and after every group summed into a skip accumulator, a crop of 5000 positions on each
 side and a 1x1 head with one softmax over the channels [neither, acceptor, donor].
 Weights are read with h5py; TensorFlow is never imported.
+
+OpenSpliceAI (Chao et al. 2025) uses the same graph with LeakyReLU(0.1) instead of ReLU and PyTorch
+batch normalisation (eps 1e-5); :class:`SpliceNet` covers both through ``negative_slope``, and
+batch normalisation is folded into a per-channel scale and shift at load time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 CHANNELS = ("neither", "acceptor", "donor")
-FLANK = 5000  # context on each side of every output position
+FLANK = 5000  # context on each side of every output position (SpliceAI-10k)
 GROUPS: tuple[tuple[int, int], ...] = ((11, 1), (11, 4), (21, 10), (41, 25))  # (kernel, dilation)
 UNITS_PER_GROUP = 4
 BN_EPS = 1e-3
@@ -58,54 +62,89 @@ class Affine(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """Pre-activation residual unit: h + conv(relu(bn(conv(relu(bn(h))))))."""
+    """Pre-activation residual unit: h + conv(act(bn(conv(act(bn(h))))))."""
 
-    def __init__(self, kernel: int, dilation: int, width: int = WIDTH) -> None:
+    def __init__(self, kernel: int, dilation: int, width: int = WIDTH, negative_slope: float = 0.0) -> None:
         super().__init__()
         pad = (kernel - 1) // 2 * dilation
+        self.kernel, self.dilation, self.negative_slope = kernel, dilation, negative_slope
         self.bn1, self.bn2 = Affine(width), Affine(width)
         self.conv1 = nn.Conv1d(width, width, kernel, dilation=dilation, padding=pad)
         self.conv2 = nn.Conv1d(width, width, kernel, dilation=dilation, padding=pad)
 
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x) if self.negative_slope == 0.0 else F.leaky_relu(x, self.negative_slope)
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        r = self.conv1(F.relu(self.bn1(h)))
-        return h + self.conv2(F.relu(self.bn2(r)))
+        r = self.conv1(self.act(self.bn1(h)))
+        return h + self.conv2(self.act(self.bn2(r)))
 
 
-class SpliceAI(nn.Module):
-    """One SpliceAI-10k network. Input (B, 4, L) one-hot ACGT; output (B, 3, L - 10000) probabilities."""
+class SpliceNet(nn.Module):
+    """One SpliceAI-style network. Input (B, 4, L) one-hot ACGT (N = zeros); output (B, 3, L - context)
+    probabilities over [neither, acceptor, donor]. ``context`` = 2 * sum((k - 1) * d) over the units."""
 
-    def __init__(self, width: int = WIDTH) -> None:
+    def __init__(
+        self,
+        groups: Sequence[tuple[int, int]] = GROUPS,
+        width: int = WIDTH,
+        negative_slope: float = 0.0,
+        units_per_group: int = UNITS_PER_GROUP,
+    ) -> None:
         super().__init__()
+        self.groups = tuple(tuple(g) for g in groups)
+        self.units_per_group = units_per_group
+        self.negative_slope = negative_slope
         self.stem = nn.Conv1d(4, width, 1)
         self.units = nn.ModuleList(
-            ResidualUnit(k, d, width) for k, d in GROUPS for _ in range(UNITS_PER_GROUP)
+            ResidualUnit(k, d, width, negative_slope) for k, d in self.groups for _ in range(units_per_group)
         )
-        self.skips = nn.ModuleList(nn.Conv1d(width, width, 1) for _ in range(len(GROUPS) + 1))
+        self.skips = nn.ModuleList(nn.Conv1d(width, width, 1) for _ in range(len(self.groups) + 1))
         self.head = nn.Conv1d(width, 3, 1)
+        self.flank = sum((k - 1) * d for k, d in self.groups) * units_per_group
+
+    @property
+    def context(self) -> int:
+        """Input positions consumed: the output is ``context`` shorter than the input."""
+        return 2 * self.flank
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         skip = self.skips[0](h)
         for i, unit in enumerate(self.units):
             h = unit(h)
-            if (i + 1) % UNITS_PER_GROUP == 0:
-                skip = skip + self.skips[(i + 1) // UNITS_PER_GROUP](h)
-        return self.head(skip[:, :, FLANK : skip.shape[-1] - FLANK])
+            if (i + 1) % self.units_per_group == 0:
+                skip = skip + self.skips[(i + 1) // self.units_per_group](h)
+        return self.head(skip[:, :, self.flank : skip.shape[-1] - self.flank])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(x), dim=1)
 
 
-class Ensemble(nn.Module):
-    """Mean of the member networks' softmax outputs (the official five-model average)."""
+SpliceAI = SpliceNet  # the SpliceAI-10k defaults
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+
+class Ensemble(nn.Module):
+    """Mean of the member networks' softmax outputs (the official five-model average).
+
+    The members' outputs are summed in order in float32 and divided by their number, as
+    ``numpy.mean`` does on the stacked outputs in the SpliceAI CLI.
+    """
+
+    def __init__(self, members: Sequence[SpliceNet], name: str = "spliceai") -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.name = name
+        contexts = {m.context for m in members}
+        if len(contexts) != 1:
+            raise ValueError(f"ensemble members have different context lengths: {sorted(contexts)}")
+        self.context = contexts.pop()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(0)
+        total = self.members[0](x)
+        for m in self.members[1:]:
+            total = total + m(x)
+        return total / len(self.members)
 
 
 def _trace_keras_graph(config: dict) -> dict[str, list[str]]:
@@ -113,19 +152,14 @@ def _trace_keras_graph(config: dict) -> dict[str, list[str]]:
     layers = config["config"]["layers"]
     order = {layer["name"]: i for i, layer in enumerate(layers)}
     inbound = {
-        layer["name"]: [n[0] for n in layer["inbound_nodes"][0]] if layer["inbound_nodes"] else []
-        for layer in layers
+        layer["name"]: [n[0] for n in layer["inbound_nodes"][0]] if layer["inbound_nodes"] else [] for layer in layers
     }
     convs = [l for l in layers if l["class_name"] == "Conv1D"]
     wide = [l["name"] for l in convs if l["config"]["kernel_size"][0] > 1]
     bns = [l["name"] for l in layers if l["class_name"] == "BatchNormalization"]
     head = [l["name"] for l in convs if l["config"]["filters"] == 3]
     stem = [l["name"] for l in convs if inbound[l["name"]] == [layers[0]["name"]]]
-    pointwise = [
-        l["name"]
-        for l in convs
-        if l["config"]["kernel_size"][0] == 1 and l["name"] not in head + stem
-    ]
+    pointwise = [l["name"] for l in convs if l["config"]["kernel_size"][0] == 1 and l["name"] not in head + stem]
     skips = sorted(pointwise, key=lambda n: order[inbound[n][0]])
     n_units = len(GROUPS) * UNITS_PER_GROUP
     if len(stem) != 1 or len(head) != 1 or len(skips) != len(GROUPS) + 1 or len(wide) != 2 * n_units:
@@ -139,16 +173,32 @@ def _copy_conv(conv: nn.Conv1d, group: h5py.Group) -> None:
     conv.bias.data = torch.from_numpy(np.asarray(group["bias:0"]))
 
 
-def _copy_bn(affine: Affine, group: h5py.Group) -> None:
-    gamma, beta = np.asarray(group["gamma:0"]), np.asarray(group["beta:0"])
-    mean, var = np.asarray(group["moving_mean:0"]), np.asarray(group["moving_variance:0"])
-    scale = gamma / np.sqrt(var + np.float32(BN_EPS))
+def fold_batchnorm(
+    affine: Affine, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float
+) -> None:
+    """Set ``affine`` to gamma * (x - mean) / sqrt(var + eps) + beta (computed in float32)."""
+    gamma, beta, mean, var = (np.asarray(a, dtype=np.float32) for a in (gamma, beta, mean, var))
+    scale = gamma / np.sqrt(var + np.float32(eps))
     affine.scale.data = torch.from_numpy(scale.astype(np.float32))
     affine.shift.data = torch.from_numpy((beta - mean * scale).astype(np.float32))
 
 
-def load_keras_h5(path: str | Path) -> SpliceAI:
-    """Build one :class:`SpliceAI` from an official ``spliceaiN.h5`` file."""
+def _copy_bn(affine: Affine, group: h5py.Group) -> None:
+    fold_batchnorm(
+        affine,
+        np.asarray(group["gamma:0"]),
+        np.asarray(group["beta:0"]),
+        np.asarray(group["moving_mean:0"]),
+        np.asarray(group["moving_variance:0"]),
+        BN_EPS,
+    )
+
+
+def load_keras_h5(path: str | Path) -> SpliceNet:
+    """Build one SpliceAI-10k :class:`SpliceNet` from an official ``spliceaiN.h5`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SpliceAI weight file not found: {path}")
     with h5py.File(path, "r") as f:
         roles = _trace_keras_graph(json.loads(f.attrs["model_config"]))
         weights = f["model_weights"]
@@ -156,7 +206,7 @@ def load_keras_h5(path: str | Path) -> SpliceAI:
         def group(name: str) -> h5py.Group:
             return weights[name][name]
 
-        model = SpliceAI()
+        model = SpliceNet()
         _copy_conv(model.stem, group(roles["stem"][0]))
         _copy_conv(model.head, group(roles["head"][0]))
         for conv, name in zip(model.skips, roles["skips"]):
@@ -182,4 +232,5 @@ class SpliceAIWeights:
 def load_spliceai_ensemble(paths: Sequence[str | Path] | None = None) -> Ensemble:
     """The five-model SpliceAI ensemble in eval mode (weights from ``paths`` or the spliceai package)."""
     resolved = SpliceAIWeights(tuple(str(p) for p in paths or ())).resolve()
-    return Ensemble([load_keras_h5(p) for p in resolved]).eval()
+    with torch.no_grad():
+        return Ensemble([load_keras_h5(p) for p in resolved], name="spliceai").eval()

@@ -1,0 +1,455 @@
+"""Incremental SpliceAI engine: the CLI's numbers with a fraction of its arithmetic.
+
+Three exact reductions of the windowed computation (:mod:`.windowed`):
+
+1. *Valid convolutions.* Each layer is computed only on the positions that the cropped output
+   needs (a layer with cumulative half receptive field c is needed on the outputs +- (F - c)).
+   Those positions' receptive fields never reach the window's zero padding, so they equal the
+   windowed ('same'-padded) values.
+2. *One reference per segment.* The CLI's transcript masking depends only on the gene, so all
+   variants of a gene read their reference windows from one masked segment. Every layer's
+   reference activations are computed once per segment (segments of a batch are concatenated into
+   one sequence; positions that straddle two segments are never needed) and stored.
+3. *Alt cone only.* An allele changes, at a layer with cumulative half receptive field c, only the
+   positions within c of the edit. For every alt allele only those positions that the output
+   also needs are recomputed (a frame per layer); every other input is read from the stored
+   reference, shifted by len(ALT) - len(REF) right of the edit for indels.
+
+Frames of a batch are padded to a common width; a padded position is either outside the needed
+range (its value is never used) or outside the cone, where it is computed from correct inputs,
+so every value that reaches an output is exact. Convolutions run channels-last (conv2d over a
+(B, C, 1, L) view), which is several times faster than channels-first conv1d on CPU for the wide
+dilated kernels. On CUDA, ``precision`` fp32 is exact float32 (TF32 off), tf32 allows TF32
+convolutions, bf16/fp16 run under autocast (parity with fp32 is checked by the benchmark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from metasplice.spliceai.jobs import AltJob, Segment
+from metasplice.spliceai.model import Ensemble, SpliceNet
+
+
+@dataclass
+class _Unit:
+    """One residual unit. The second batch norm is folded into the first convolution
+    (w1 = s2 * conv1.weight, b1 = s2 * conv1.bias + t2), so the unit is
+    h + conv2(act(conv1'(act(s1 * h + t1))))."""
+
+    s1: torch.Tensor
+    t1: torch.Tensor
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    kernel: int
+    dilation: int
+
+    @property
+    def radius(self) -> int:
+        return (self.kernel - 1) // 2 * self.dilation
+
+
+@dataclass
+class _Net:
+    """One member network's weights in the layouts the engine uses."""
+
+    stem: torch.Tensor  # (5, C): token -> stem output (row 4 = N = bias only)
+    skip_w: list[torch.Tensor]  # (C_in, C_out) matrices
+    skip_b: list[torch.Tensor]
+    units: list[_Unit]
+    head_w: torch.Tensor  # (C, 3)
+    head_b: torch.Tensor
+    slope: float
+    units_per_group: int
+
+
+def _prepare(net: SpliceNet, device: torch.device) -> _Net:
+    def cl(conv: torch.nn.Conv1d, scale: torch.Tensor | None = None) -> torch.Tensor:
+        w = conv.weight.detach().float().unsqueeze(2)  # (C_out, C_in, 1, k)
+        if scale is not None:
+            w = w * scale.detach().float()[:, None, None, None]
+        return w.to(device).contiguous(memory_format=torch.channels_last)
+
+    def vec(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().float().to(device).contiguous()
+
+    stem_w = net.stem.weight.detach().float()[:, :, 0]  # (C, 4)
+    stem = torch.cat([stem_w.T, torch.zeros(1, stem_w.shape[0])]) + net.stem.bias.detach().float()[None]
+    units = [
+        _Unit(
+            vec(u.bn1.scale),
+            vec(u.bn1.shift),
+            cl(u.conv1, u.bn2.scale),
+            vec(u.conv1.bias * u.bn2.scale + u.bn2.shift),
+            cl(u.conv2),
+            vec(u.conv2.bias),
+            u.kernel,
+            u.dilation,
+        )
+        for u in net.units
+    ]
+    return _Net(
+        stem=stem.to(device).contiguous(),
+        skip_w=[vec(s.weight[:, :, 0].T) for s in net.skips],
+        skip_b=[vec(s.bias) for s in net.skips],
+        units=units,
+        head_w=vec(net.head.weight[:, :, 0].T),
+        head_b=vec(net.head.bias),
+        slope=float(net.negative_slope),
+        units_per_group=net.units_per_group,
+    )
+
+
+def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Valid dilated convolution of (B, L, C) position-major activations, channels-last."""
+    y = F.conv2d(x.permute(0, 2, 1).unsqueeze(2), w, b, dilation=(1, dilation))
+    return y.squeeze(2).permute(0, 2, 1).contiguous()
+
+
+def _act(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, slope: float) -> torch.Tensor:
+    return _act_(torch.addcmul(shift, x, scale), slope)
+
+
+def _act_(y: torch.Tensor, slope: float) -> torch.Tensor:
+    return torch.relu_(y) if slope == 0.0 else F.leaky_relu_(y, slope)
+
+
+@dataclass
+class _Schedule:
+    """Per-conv radius and cumulative half receptive field (c after conv t; c[0] = 0)."""
+
+    radius: list[int]
+    cum: list[int]
+
+    @property
+    def flank(self) -> int:
+        return self.cum[-1]
+
+
+def _schedule(net: _Net) -> _Schedule:
+    radius: list[int] = []
+    for u in net.units:
+        radius += [u.radius, u.radius]
+    cum = [0]
+    for r in radius:
+        cum.append(cum[-1] + r)
+    return _Schedule(radius, cum)
+
+
+class IncrementalBackend:
+    """Ensemble probabilities for alt jobs by incremental (cone-only) computation."""
+
+    def __init__(
+        self,
+        model: Ensemble,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        precision: str = "fp32",
+        max_rows: int | None = None,
+        max_jobs: int | None = None,
+        pad_ratio: float | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.nets = [_prepare(m, self.device) for m in model.members]
+        self.sched = _schedule(self.nets[0])
+        self.flank = self.sched.flank
+        if self.flank * 2 != model.context:
+            raise ValueError("engine schedule and model context disagree")
+        self.batch_size = max(1, int(batch_size or (256 if self.device.type == "cuda" else 32)))
+        gpu = self.device.type == "cuda"
+        # reference rows and alt jobs per group: bounds memory (stores of ~33 x rows x 128 B per member)
+        self.max_rows = int(max_rows or (1_500_000 if gpu else 120_000))
+        self.max_jobs = max(1, int(max_jobs or (8192 if gpu else 512)))
+        # GPU: pad segments to a few lengths so they run batched (fewer, larger kernels); CPU: exact
+        self.pad_ratio = float(pad_ratio if pad_ratio is not None else (0.25 if gpu else 0.0))
+        if precision not in ("fp32", "tf32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, tf32, bf16 or fp16, got {precision!r}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision} needs a CUDA device (got {self.device})")
+        self.precision = precision
+        self.macs = 0  # wide-convolution multiply-accumulates done so far (all members)
+
+    # ------------------------------------------------------------------ public
+    def predict(
+        self, segments: Sequence[Segment], jobs: Sequence[AltJob], progress: Callable[[int], None] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(reference (n_ref, 3), alt (n_alt, 3)) probabilities per job, model orientation."""
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(jobs)
+        by_seg: dict[int, list[int]] = {}
+        for i, j in enumerate(jobs):
+            by_seg.setdefault(j.segment, []).append(i)
+        items = [
+            (s, idx[k : k + self.max_jobs])
+            for s, idx in sorted(by_seg.items())
+            for k in range(0, len(idx), self.max_jobs)
+        ]
+        group: dict[int, list[int]] = {}
+        rows = n_jobs = 0
+        for s, idx in items + [(None, [])]:  # type: ignore[list-item]
+            n = segments[s].length if s is not None else 0
+            if group and (s is None or rows + n > self.max_rows or n_jobs + len(idx) > self.max_jobs):
+                self._run_group(segments, jobs, list(group), group, out, progress)
+                group, rows, n_jobs = {}, 0, 0
+            if s is not None:
+                group[s] = idx
+                rows += n
+                n_jobs += len(idx)
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------- internals
+    @contextlib.contextmanager
+    def _autocast(self):
+        """fp32: exact float32 (TF32 off on CUDA); tf32: TF32 convolutions and matmuls on CUDA;
+        bf16/fp16: autocast on CUDA."""
+        if self.device.type != "cuda":
+            yield
+            return
+        saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        tf32 = self.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            if self.precision in ("bf16", "fp16"):
+                dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+                with torch.autocast(device_type="cuda", dtype=dtype):
+                    yield
+            else:
+                yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def _padded_lengths(self, lengths: dict[int, int]) -> dict[int, int]:
+        """Length each segment is padded to (with N on the right) so that segments of similar length
+        run as one batch: sorted by length, a run grows while its longest is at most (1 + pad_ratio)
+        times its shortest, and every member is padded to the run's longest. pad_ratio 0: no padding."""
+        if self.pad_ratio <= 0:
+            return dict(lengths)
+        out: dict[int, int] = {}
+        run: list[int] = []
+        for s in sorted(lengths, key=lengths.get) + [None]:  # type: ignore[list-item]
+            if run and (s is None or lengths[s] > lengths[run[0]] * (1.0 + self.pad_ratio)):
+                out.update({r: lengths[run[-1]] for r in run})
+                run = []
+            if s is not None:
+                run.append(s)
+        return out
+
+    def _run_group(self, segments, jobs, group, by_seg, out, progress) -> None:
+        padded = self._padded_lengths({s: segments[s].length for s in group})
+        group = sorted(group, key=lambda s: padded[s])  # equal padded lengths run as one batch
+        seg_tokens = [
+            np.concatenate([segments[s].tokens, np.full(padded[s] - segments[s].length, 4, dtype=np.uint8)])
+            for s in group
+        ]
+        tokens = np.concatenate(seg_tokens)
+        starts = np.cumsum([0] + [len(t) for t in seg_tokens])[:-1]
+        seg_start = {s: int(g) for s, g in zip(group, starts)}
+        rank = {s: k for k, s in enumerate(group)}
+        job_idx = [i for s in group for i in by_seg[s]]
+        job_idx.sort(key=lambda i: (jobs[i].n_alt, jobs[i].alt_len))
+        batches = [job_idx[k : k + self.batch_size] for k in range(0, len(job_idx), self.batch_size)]
+        n_rows = [len(tokens) - 2 * c * len(group) for c in self.sched.cum]
+        plans = [self._plan(jobs, b, seg_start, rank, n_rows, tokens) for b in batches]
+        slack = [max((p["batch"] * p["widths"][t] if p["stored"][t] else 0) for p in plans) for t in range(len(n_rows))]
+        ref_sum: torch.Tensor | None = None
+        alt_sum: list[torch.Tensor | None] = [None] * len(batches)
+        with torch.inference_mode(), self._autocast():
+            for m, net in enumerate(self.nets):
+                stores, ref_probs = self._reference(net, seg_tokens, slack)
+                ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
+                for k, plan in enumerate(plans):
+                    p = self._alt(net, stores, n_rows, plan)
+                    alt_sum[k] = p if alt_sum[k] is None else alt_sum[k] + p
+                    if progress is not None and m == len(self.nets) - 1:
+                        progress(len(batches[k]))
+                del stores
+        n = float(len(self.nets))
+        ref_np = (ref_sum / n).float().cpu().numpy()  # rows <-> global output positions
+        for k, b in enumerate(batches):
+            alt_np = (alt_sum[k] / n).float().cpu().numpy()
+            for v, i in enumerate(b):
+                j = jobs[i]
+                r0 = seg_start[j.segment] - 2 * self.flank * rank[j.segment] + j.ref_lo - self.flank
+                out[i] = (ref_np[r0 : r0 + j.n_ref].copy(), alt_np[v, : j.n_alt].copy())
+
+    def _reference(
+        self, net: _Net, tokens: list[np.ndarray], slack: list[int]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Every depth's activations of the group's segments, and the reference outputs.
+
+        Depth 2u holds the residual stream after unit u, depth 2u - 1 the input of unit u's second
+        convolution (after its batch norm and activation). Each is stored as one (rows_t + slack_t, C)
+        tensor: segment k's valid positions
+        c_t .. n_k - 1 - c_t one after the other (segment after segment), then room for one batch of
+        alt frames at that depth. Segments of equal length run as one batch.
+        """
+        sc = self.sched
+        rows = [sum(len(t) - 2 * c for t in tokens) for c in sc.cum]
+        ref = self.nets[0].stem
+        stores = [
+            torch.empty((rows[t] + slack[t], ref.shape[1]), dtype=ref.dtype, device=self.device)
+            for t in range(len(rows))
+        ]
+        probs = []
+        offsets = [0] * len(rows)
+        k = 0
+        while k < len(tokens):
+            run = k + 1
+            while run < len(tokens) and len(tokens[run]) == len(tokens[k]):
+                run += 1
+            tok = torch.from_numpy(np.stack(tokens[k:run]).astype(np.int64)).to(self.device)
+            for t, x in self._valid_forward(net, tok, probs):
+                n = x.shape[0] * x.shape[1]
+                stores[t][offsets[t] : offsets[t] + n].copy_(x.reshape(n, -1))
+                offsets[t] += n
+            k = run
+        return stores, torch.cat(probs)
+
+    def _valid_forward(self, net: _Net, tok: torch.Tensor, probs: list):
+        """Valid forward of equal-length segments (B, n): yields (depth, activations (B, n - 2c, C))
+        and appends the outputs (B * (n - 2F), 3) to ``probs``."""
+        f = self.flank
+        n_out = tok.shape[1] - 2 * f
+        h = net.stem[tok]
+        yield 0, h
+        skip = h[:, f : f + n_out] @ net.skip_w[0] + net.skip_b[0]
+        cum = 0
+        macs = 0
+        for u, unit in enumerate(net.units):
+            r = unit.radius
+            m = _act_(_conv(_act(h, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
+            yield 2 * u + 1, m
+            o = _conv(m, unit.w2, unit.b2, unit.dilation)
+            macs += (m.shape[1] + o.shape[1]) * unit.kernel * m.shape[0] * m.shape[2] * h.shape[2]
+            h = h[:, 2 * r : 2 * r + o.shape[1]] + o
+            yield 2 * u + 2, h
+            cum += 2 * r
+            if (u + 1) % net.units_per_group == 0:
+                g = (u + 1) // net.units_per_group
+                skip = skip + h[:, f - cum : f - cum + n_out] @ net.skip_w[g] + net.skip_b[g]
+        self.macs += macs
+        probs.append(torch.softmax((skip @ net.head_w + net.head_b).float(), dim=-1).reshape(-1, 3))
+
+    def _plan(self, jobs, batch, seg_start, rank, n_rows, tokens) -> dict:
+        """Frame positions per depth and the gather indices (shared by all member networks).
+
+        A gather index addresses a depth's store: reference rows for positions outside the alt
+        frame (shifted by len(ALT) - len(REF) right of the edit), slack rows for frame positions.
+        """
+        sc = self.sched
+        f = self.flank
+        dev = self.device
+        nb = len(batch)
+        e = np.array([jobs[i].edit for i in batch], dtype=np.int64)[:, None]
+        a = np.array([jobs[i].alt_len for i in batch], dtype=np.int64)[:, None]
+        shift = np.array([jobs[i].shift for i in batch], dtype=np.int64)[:, None]
+        g0 = np.array([seg_start[jobs[i].segment] for i in batch], dtype=np.int64)[:, None]
+        k0 = np.array([rank[jobs[i].segment] for i in batch], dtype=np.int64)[:, None]
+        o_lo = np.array([jobs[i].alt_lo for i in batch], dtype=np.int64)[:, None]
+        n_out = np.array([jobs[i].n_alt for i in batch], dtype=np.int64)[:, None]
+        o_hi = o_lo + n_out - 1
+        los, widths = [], []
+        for c in sc.cum:
+            rem = f - c
+            lo = np.maximum(e - c, o_lo - rem)
+            hi = np.minimum(e + a - 1 + c, o_hi + rem)
+            los.append(lo)
+            widths.append(max(int((hi - lo + 1).max()), 1))
+        frame_row = np.arange(nb, dtype=np.int64)[:, None]
+
+        stored = [False] * len(sc.cum)
+
+        def gather_index(depth: int, q: np.ndarray) -> tuple:
+            """("slice", depth, offset): q is the same run of frame positions in every row (read the
+            frame directly); else ("index", depth, flat store indices)."""
+            lo, w = los[depth], widths[depth]
+            rel = q - lo
+            if (rel >= 0).all() and (rel < w).all() and (rel == rel[:1]).all() and (np.diff(rel[0]) == 1).all():
+                return ("slice", depth, int(rel[0, 0]))
+            in_frame = (rel >= 0) & (rel < w)
+            q_ref = np.where(q < e, q, q - shift)
+            ref_row = np.clip(g0 - 2 * sc.cum[depth] * k0 + q_ref - sc.cum[depth], 0, n_rows[depth] - 1)
+            idx = np.where(in_frame, n_rows[depth] + frame_row * w + rel, ref_row)
+            stored[depth] = True
+            return ("index", depth, torch.from_numpy(idx.reshape(-1).astype(np.int32)).to(dev))
+
+        steps = []
+        for t in range(1, len(sc.cum)):
+            r = sc.radius[t - 1]
+            conv_in = gather_index(t - 1, los[t] - r + np.arange(widths[t] + 2 * r)[None])
+            resid = gather_index(t - 2, los[t] + np.arange(widths[t])[None]) if t % 2 == 0 else None
+            steps.append((conv_in, resid))
+        n_max = int(n_out.max())
+        q_out = o_lo + np.arange(n_max)[None]
+        upg = self.nets[0].units_per_group
+        skips = {2 * u: gather_index(2 * u, q_out) for u in range(0, len(self.nets[0].units) + 1, upg)}
+        # depth-0 frame: the alt sequence's tokens at the frame positions
+        q0 = los[0] + np.arange(widths[0])[None]
+        alt_tok = np.empty(q0.shape, dtype=np.int64)
+        for v, i in enumerate(batch):
+            j = jobs[i]
+            seg = tokens[seg_start[j.segment] :]
+            qq = q0[v]
+            val = seg[np.clip(np.where(qq < j.edit, qq, qq - j.shift), 0, len(seg) - 1)].astype(np.int64)
+            inside = (qq >= j.edit) & (qq < j.edit + j.alt_len)
+            val[inside] = j.alt[qq[inside] - j.edit]
+            alt_tok[v] = val
+        return {
+            "widths": widths,
+            "steps": steps,
+            "skips": skips,
+            "alt_tok": torch.from_numpy(alt_tok).to(dev),
+            "n_out": n_max,
+            "batch": nb,
+            "stored": stored,
+        }
+
+    def _alt(self, net: _Net, stores: list[torch.Tensor], n_rows: list[int], plan: dict) -> torch.Tensor:
+        """Alt probabilities (B, n_out_max, 3) for one planned batch and one member network.
+
+        Frames are kept as (B, W_t, C) tensors; a frame is also copied into its depth's store when
+        a later gather mixes it with reference rows.
+        """
+        b, widths, stored = plan["batch"], plan["widths"], plan["stored"]
+        c = stores[0].shape[1]
+        frames: list[torch.Tensor | None] = []
+
+        def put(t: int, y: torch.Tensor) -> None:
+            frames.append(y)
+            if stored[t]:
+                stores[t][n_rows[t] : n_rows[t] + b * widths[t]].copy_(y.reshape(-1, c))
+
+        def take(g: tuple, width: int) -> torch.Tensor:
+            kind, t, arg = g
+            if kind == "slice":
+                frame = frames[t]
+                return frame if arg == 0 and width == frame.shape[1] else frame[:, arg : arg + width]
+            return stores[t].index_select(0, arg).view(b, width, c)
+
+        put(0, net.stem[plan["alt_tok"]])
+        skip = take(plan["skips"][0], plan["n_out"]) @ net.skip_w[0] + net.skip_b[0]
+        macs = 0
+        for t, (conv_in, resid) in enumerate(plan["steps"], start=1):
+            unit = net.units[(t - 1) // 2]
+            x = take(conv_in, widths[t] + 2 * unit.radius)
+            if t % 2 == 1:
+                y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
+            else:
+                y = _conv(x, unit.w2, unit.b2, unit.dilation)
+                y = y + take(resid, widths[t])
+            macs += b * widths[t] * unit.kernel * c * c
+            put(t, y)
+            if t % 2 == 0 and (t // 2) % net.units_per_group == 0:
+                g = t // 2 // net.units_per_group
+                skip = skip + take(plan["skips"][t], plan["n_out"]) @ net.skip_w[g] + net.skip_b[g]
+            if t >= 3:
+                frames[t - 3] = None  # no longer needed
+        self.macs += macs
+        return torch.softmax((skip @ net.head_w + net.head_b).float(), dim=-1)

@@ -1,0 +1,32 @@
+# Base-model scores per variant: results/targets/{base}/scores.parquet (DS/DP per variant, skip
+# reasons, validated targets), deltas.npy (float32 [N, 2D+1, 3] alt - ref, genome orientation) and
+# targets.npy (label 1 -> deltas, label 0 -> zeros, other -> NaN); rows in variants.parquet order.
+# {base} is a key of config `base_models` (kind spliceai or openspliceai, weights, distance, mask,
+# engine, batch_size, precision, device, gpu, threads). Computation: metasplice.spliceai.table.
+
+
+rule base_model_scores:
+    input:
+        variants=VARIANTS,
+        genome=GENOME,
+        fai=f"{GENOME}.fai",
+        annotation=ANNOTATION,
+    output:
+        scores="results/targets/{base}/scores.parquet",
+        deltas="results/targets/{base}/deltas.npy",
+        targets="results/targets/{base}/targets.npy",
+    log:
+        "logs/base_model_scores/{base}.log",
+    benchmark:
+        "results/benchmarks/base_model_scores/{base}.tsv"
+    cache: "omit-software"
+    conda:
+        "../envs/spliceai.yaml"
+    threads: lambda wildcards: int(base_model_cfg(wildcards).get("threads", 2))
+    resources:
+        gpu=lambda wildcards: int(base_model_cfg(wildcards).get("gpu", 0)),
+        mem_mb=lambda wildcards: int(base_model_cfg(wildcards).get("mem_mb", 8000)),
+    params:
+        cfg=base_model_cfg,
+    script:
+        "../workflow_scripts/base_model_scores.py"
