@@ -3,6 +3,8 @@
 # targets.npy (label 1 -> deltas, label 0 -> zeros, other -> NaN); rows in variants.parquet order.
 # {base} is a key of config `base_models` (kind spliceai or openspliceai, weights, distance, mask,
 # engine, batch_size, precision, device, gpu, threads). Computation: metasplice.spliceai.table.
+# Cached between workflows (`--cache`), so it has no benchmark: directive (Snakemake forbids both);
+# the log records the time taken.
 
 
 rule base_model_scores:
@@ -17,8 +19,6 @@ rule base_model_scores:
         targets="results/targets/{base}/targets.npy",
     log:
         "logs/base_model_scores/{base}.log",
-    benchmark:
-        "results/benchmarks/base_model_scores/{base}.tsv"
     cache: "omit-software"
     conda:
         "../envs/spliceai.yaml"
@@ -27,6 +27,6 @@ rule base_model_scores:
         gpu=lambda wildcards: int(base_model_cfg(wildcards).get("gpu", 0)),
         mem_mb=lambda wildcards: int(base_model_cfg(wildcards).get("mem_mb", 8000)),
     params:
-        cfg=base_model_cfg,
+        scoring=base_model_scoring,
     script:
         "../workflow_scripts/base_model_scores.py"

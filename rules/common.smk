@@ -6,6 +6,7 @@ from snakemake.utils import min_version, validate
 # The workflow imports the metasplice package of this checkout, installed or not.
 sys.path.insert(0, workflow.basedir)
 
+import metasplice.evaluate as mseval
 from metasplice.evaluate import REPORT_OUTPUTS
 
 min_version("9.0")
@@ -53,6 +54,31 @@ def base_model_cfg(wildcards):
             f"(defined: {', '.join(models) or 'none'})"
         )
     return models[wildcards.base]
+
+
+# Settings that change a base model's numbers; the others (device, batch size, threads, gpu, engine)
+# only change how fast they come, so editing them does not rerun the scoring.
+SCORING_KEYS = ("kind", "weights", "flanking_size", "distance", "mask", "precision")
+
+
+def base_model_scoring(wildcards):
+    """The part of `base_models.{base}` that determines the scores (the rule's params)."""
+    cfg = base_model_cfg(wildcards)
+    return {key: cfg[key] for key in SCORING_KEYS if key in cfg}
+
+
+# Training settings that only change where and how fast a model trains, not what it learns.
+RUNTIME_TRAIN_KEYS = ("device", "eval_batch_size", "log_every", "compile")
+
+
+def train_params(wildcards):
+    """What the train rule reruns on: the resolved experiment without GPU count, threads and device."""
+    exp = mseval.resolve_instance(config, wildcards.experiment).to_dict()
+    exp.pop("gpu"), exp.pop("threads")
+    exp["train_config"] = {
+        k: v for k, v in exp["train_config"].items() if k not in RUNTIME_TRAIN_KEYS
+    }
+    return exp
 
 
 def final_targets():

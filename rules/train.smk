@@ -2,7 +2,6 @@
 # resolves and validates each one; metasplice/train.py trains it).
 
 
-import metasplice.evaluate as mseval
 from metasplice.experiments import TINY_HF_MODEL
 
 
@@ -39,9 +38,7 @@ rule train:
     resources:
         gpu=lambda wildcards: mseval.resolve_instance(config, wildcards.experiment).gpu,
     params:
-        experiment=lambda wildcards: mseval.resolve_instance(
-            config, wildcards.experiment
-        ).to_dict(),
+        experiment=train_params,
         state="results/models/{experiment}/train_state.pt",
     script:
         "../workflow_scripts/train.py"

@@ -21,7 +21,8 @@ def save_npy(array: np.ndarray, path: str) -> None:
 
 def main(sm) -> None:
     log = logging.getLogger("metasplice")
-    cfg = dict(sm.params.cfg)
+    # params.scoring holds what changes the scores; runtime settings come from the config section
+    cfg = {**sm.config["base_models"][sm.wildcards.base], **sm.params.scoring}
     model = load_base_model(
         BaseModelSpec(
             kind=cfg.get("kind", "spliceai"),

@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from metasplice.experiments import experiment_from_dict
+from metasplice.evaluate import resolve_instance
 from metasplice.train import run_experiment
 
 
@@ -16,7 +16,9 @@ def main(smk) -> None:
     logging.captureWarnings(True)
     log = logging.getLogger("train")
     torch.set_num_threads(max(1, int(smk.threads)))
-    experiment = experiment_from_dict(smk.params.experiment)
+    # params.experiment only triggers reruns; the full experiment (with its runtime settings:
+    # device, threads, GPUs) is resolved from the config, which gives the same values
+    experiment = resolve_instance(smk.config, smk.wildcards.experiment)
     log.info("experiment %s: %s", experiment.name, experiment.to_dict())
     try:
         run_experiment(
