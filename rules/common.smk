@@ -72,7 +72,7 @@ RUNTIME_TRAIN_KEYS = ("device", "eval_batch_size", "log_every", "compile")
 
 
 def train_params(wildcards):
-    """What the train rule reruns on: the resolved experiment without GPU count, threads and device."""
+    """Params of training jobs (what reruns them): the resolved experiment minus GPUs, threads, device."""
     exp = mseval.resolve_instance(config, wildcards.experiment).to_dict()
     exp.pop("gpu"), exp.pop("threads")
     exp["train_config"] = {
