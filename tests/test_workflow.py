@@ -74,3 +74,33 @@ def test_demo_rejected_rows_have_reasons(demo_run):
 def test_rerun_does_nothing(demo_run):
     proc = snakemake(demo_run, "--cores", "2", "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_demo_base_model_scores_are_row_aligned(demo_run):
+    import numpy as np
+
+    variants = pd.read_parquet(demo_run / "results/variants/variants.parquet")
+    scores = pd.read_parquet(demo_run / "results/targets/spliceai/scores.parquet")
+    deltas = np.load(demo_run / "results/targets/spliceai/deltas.npy")
+    assert len(scores) == len(variants) and deltas.shape == (len(variants), 101, 3)
+    assert scores["scored"].mean() > 0.95
+    labelled = scores[variants["label"] == 0]
+    assert (labelled["target_DS_AG"].dropna() == 0).all()  # Normal -> zero targets
+
+
+def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_run):
+    import yaml
+
+    experiments = list(yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"])
+    for name in experiments:
+        assert (demo_run / f"results/models/{name}/model.pt").stat().st_size > 0
+        assert len(pd.read_csv(demo_run / f"results/models/{name}/history.tsv", sep="\t")) >= 1
+        assert (demo_run / f"logs/train/{name}.log").exists()
+    summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t")
+    assert set(experiments) | {"spliceai (baseline)"} <= set(summary["experiment"])
+    baseline = summary.set_index("experiment").loc["spliceai (baseline)"]
+    assert 0.85 < baseline["roc_auc"] <= 1 and baseline["roc_auc_low"] < baseline["roc_auc"] < baseline["roc_auc_high"]
+    assert summary["roc_auc_low"].notna().all() and summary["roc_auc_high"].notna().all()
+    for figure in ("roc", "pr", "training", "scatter", "regions"):
+        png = demo_run / f"results/report/figures/{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
