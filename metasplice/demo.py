@@ -608,19 +608,6 @@ def _indel_lengths(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.choice(k, size=n, p=p / p.sum())
 
 
-def left_align(contig: np.ndarray, pos0: int, ref: str, alt: str) -> tuple[int, str, str]:
-    """Left-align a VCF-style indel (anchor base first; 0-based anchor position) on ``contig``."""
-    if len(ref) == len(alt):
-        return pos0, ref, alt
-    deleted = len(ref) > len(alt)
-    moved = ref[1:] if deleted else alt[1:]
-    while pos0 > 0 and int(contig[pos0]) == "ACGT".index(moved[-1]):
-        moved = BASES[int(contig[pos0])] + moved[:-1]
-        pos0 -= 1
-    anchor = BASES[int(contig[pos0])]
-    return (pos0, anchor + moved, anchor) if deleted else (pos0, anchor, anchor + moved)
-
-
 def _draw_variants(
     rng: np.random.Generator,
     cfg: DemoConfig,
@@ -1065,12 +1052,14 @@ def generate_demo(cfg: DemoConfig = DemoConfig()) -> DemoData:
     pools = _candidate_pools(genes, tx_seqs, pad)
     drawn = _draw_variants(rng, cfg, genes, contigs, pools, int(np.ceil(cfg.n_variants * 1.1)) + 10)
     # distinct after left-alignment (indels are written as drawn, not necessarily left-aligned)
+    from metasplice.variants import left_align
+
     aligned = [
-        left_align(contigs[genes[g].chrom], p, r, a) if len(r) != len(a) else (p, r, a)
+        left_align(contigs[genes[g].chrom], p + 1, r, a) if len(r) != len(a) else (p + 1, r, a)
         for g, p, r, a in zip(drawn["gene_index"], drawn["pos0"], drawn["ref"], drawn["alt"])
     ]
     drawn["normalised"] = [
-        _coordinate(genes[g].chrom, p + 1, r, a) for g, (p, r, a) in zip(drawn["gene_index"], aligned)
+        _coordinate(genes[g].chrom, p, r, a) for g, (p, r, a) in zip(drawn["gene_index"], aligned)
     ]
     drawn = drawn.drop_duplicates("normalised", keep="first")
     if len(drawn) < cfg.n_variants:

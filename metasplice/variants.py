@@ -14,7 +14,7 @@ import pandas as pd
 
 from metasplice.annotation import Annotation, RegionConfig
 from metasplice.fetch import splicevardb_instructions
-from metasplice.genome import Genome, encode, normalise_chrom
+from metasplice.genome import Genome, normalise_chrom
 
 REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
 CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting")

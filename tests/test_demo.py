@@ -21,12 +21,11 @@ from metasplice.demo import (
     DemoConfig,
     add_demo_parser,
     generate_demo,
-    left_align,
     make_demo,
     planted_site_probabilities,
     register,
 )
-from metasplice.genome import Genome, decode, encode, reverse_complement
+from metasplice.genome import Genome, decode, reverse_complement
 
 # small enough for the SpliceAI check: three genes of 8-12 kb on both strands
 SMALL = DemoConfig(
@@ -209,12 +208,7 @@ def test_labels_follow_the_mechanism(demo):
     assert mean_effect["Splice-altering"] > mean_effect["Low-frequency"] > mean_effect["Normal"]
 
 
-def test_left_align_and_distinct_variants(demo):
-    contig = encode("GGACTTTTAGCACACAG")
-    assert left_align(contig, 6, "TT", "T") == (3, "CT", "C")  # a T from the run, anchored on C
-    assert left_align(contig, 7, "T", "TT") == (3, "C", "CT")
-    assert left_align(contig, 12, "CAC", "C") == (9, "GCA", "G")  # CA repeat
-    assert left_align(contig, 5, "T", "A") == (5, "T", "A")  # SNVs stay
+def test_distinct_after_left_alignment(demo):
     _, truth = _good(demo)
     assert not truth["hg38_left_aligned"].duplicated().any()
     moved = truth[truth["hg38"] != truth["hg38_left_aligned"]]
