@@ -95,7 +95,8 @@ def test_workflow_script_writes_all_outputs(tmp_path) -> None:
             variants=str(variants), genome=str(DATA / "chr19_grch37_small.fa"), annotation=str(GENES)
         ),
         output=SimpleNamespace(**out),
-        params=SimpleNamespace(cfg={"kind": "spliceai", "distance": 50, "mask": 0, "batch_size": 8, "device": "cpu"}),
+        params=SimpleNamespace(scoring={"kind": "spliceai", "distance": 50, "mask": 0}),
+        config={"base_models": {"spliceai": {"kind": "spliceai", "batch_size": 8, "device": "cpu"}}},
         wildcards=SimpleNamespace(base="spliceai"),
         threads=1,
         log=[str(tmp_path / "log.txt")],
