@@ -1,6 +1,6 @@
 """Training throughput (samples/s) of every default experiment's model, on CPU and on CUDA when present.
 
-Each experiment of the default list (metasplice.experiments.DEFAULT_CONFIG_YAML, real sizes) is built
+Each experiment of the default list (config.yaml, real sizes) is built
 and trained for a few steps on random windows with the real training step (AdamW, warm-up + cosine,
 clipping, autocast on CUDA); the timed steps follow warm-up steps. Hugging Face entries use the local
 snapshot given by ``--hf-model HUB_ID=PATH`` for their hub id (with ``--trust-remote-code`` for
@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
-from metasplice.experiments import default_config, resolve_all
+from metasplice.experiments import resolve_all
 from metasplice.models import build_model
 from metasplice.models.tiny_hf import build_tiny_hf_model
 from metasplice.train import (
@@ -88,12 +89,14 @@ def main() -> None:
     parser.add_argument("--amp", default="auto", help="autocast on CUDA: auto | bf16 | fp16 | off")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models (CUDA)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config.yaml"),
+                        help="config.yaml whose experiments are benchmarked")
     parser.add_argument("--train-rows", type=int, default=22_000, help="balanced training rows (projection)")
     parser.add_argument("--val-rows", type=int, default=5_000, help="validation rows (projection)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = default_config()
+    config = yaml.safe_load(Path(args.config).read_text())
     experiments = resolve_all(config["experiments"], config["training"])
     if args.experiments:
         experiments = {k: experiments[k] for k in args.experiments.split(",")}

@@ -23,7 +23,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import yaml
 
 from metasplice.models import model_config as build_model_config
 from metasplice.models.registry import ARCHITECTURES, config_fields
@@ -34,139 +33,6 @@ TRAINING_EXTRA_KEYS = ("base", "gpu", "threads")
 TRAINING_DEFAULTS = {"base": "spliceai", "gpu": 0, "threads": 2}
 TINY_HF_MODEL = "resources/hf_models/tiny_char_bert"  # built by the pipeline (rule build_tiny_hf_model)
 
-# The default experiment list (real dataset), with the scaled-down demo version of each entry.
-# config.yaml carries the same text; the HyenaDNA demo entries use the tiny local model above,
-# a stand-in that exercises the same loading code offline and says nothing about HyenaDNA.
-DEFAULT_CONFIG_YAML = f"""\
-training:
-  base: spliceai        # base model whose validated delta scores the delta models learn
-  gpu: 1                # GPUs each training job declares (a Snakemake resource; 0 on CPU-only runs)
-  threads: 2            # CPU threads per training job
-  device: auto          # auto (CUDA when available) | cpu | cuda | cuda:N
-  amp: auto             # autocast on CUDA: auto (bf16 if supported, else fp16) | bf16 | fp16 | off
-  seed: 42
-  lr: 1.0e-3            # base learning rate (AdamW, linear warm-up + cosine)
-  weight_decay: 0.01
-  warmup_fraction: 0.05
-  grad_clip: 1.0
-  monitor: val_loss     # best epoch and early stopping: val_loss | val_auroc
-  compile: true         # torch.compile the training steps on CUDA (ignored on CPU)
-  demo: {{gpu: 0, threads: 1, max_val_samples: 256}}  # demo runs: CPU, one thread, small validation set
-
-experiments:
-  quick_test:
-    description: gated CNN delta regressor on 1,000 balanced samples
-    model: gated_cnn
-    task: delta
-    context: 401
-    max_samples: 1000
-    epochs: 40
-    batch_size: 32
-    demo: {{max_samples: 200, epochs: 3, hidden: 16, layers: 2}}
-  full_dataset:
-    description: gated CNN delta regressor on all balanced training data, no early stopping
-    model: gated_cnn
-    task: delta
-    context: 401
-    hidden: 128
-    layers: 6
-    epochs: 50
-    batch_size: 64
-    early_stopping: false
-    demo: {{epochs: 3, hidden: 16, layers: 2}}
-  early_stopping:
-    description: larger gated CNN delta regressor with early stopping
-    model: gated_cnn
-    task: delta
-    context: 401
-    hidden: 256
-    layers: 8
-    batch_size: 128
-    epochs: 100
-    early_stopping: true
-    patience: 7
-    demo: {{epochs: 4, patience: 2, hidden: 16, layers: 2, batch_size: 32}}
-  hyenadna_small_frozen:
-    description: frozen HyenaDNA-small encoder, delta head
-    model: hf_encoder
-    model_path: LongSafari/hyenadna-small-32k-seqlen-hf
-    trust_remote_code: true
-    compile: false
-    task: delta
-    context: 1001
-    finetune_layers: 0
-    epochs: 30
-    batch_size: 64
-    early_stopping: true
-    patience: 5
-    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
-            epochs: 2, head_hidden: 32, batch_size: 32}}
-  hyenadna_medium_finetune:
-    description: HyenaDNA-medium, last 2 blocks fine-tuned (encoder at 0.1 x the base rate)
-    model: hf_encoder
-    model_path: LongSafari/hyenadna-medium-160k-seqlen-hf
-    trust_remote_code: true
-    compile: false
-    task: delta
-    context: 1001
-    finetune_layers: 2
-    lr: 5.0e-5
-    encoder_lr_scale: 0.1
-    epochs: 20
-    batch_size: 32
-    early_stopping: true
-    patience: 5
-    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
-            epochs: 2, head_hidden: 32, lr: 1.0e-3}}
-  binary_quick:
-    description: gated CNN binary classifier on 5,000 balanced samples
-    model: gated_cnn
-    task: binary
-    context: 401
-    max_samples: 5000
-    epochs: 40
-    batch_size: 64
-    demo: {{max_samples: 200, epochs: 3, hidden: 16, layers: 2}}
-  binary_full:
-    description: larger gated CNN binary classifier on all balanced training data
-    model: gated_cnn
-    task: binary
-    context: 401
-    hidden: 256
-    layers: 8
-    epochs: 50
-    batch_size: 64
-    early_stopping: true
-    patience: 7
-    demo: {{epochs: 3, hidden: 16, layers: 2}}
-  long_context_2k:
-    description: long-context (2001 nt) gated CNN delta regressor
-    model: long_cnn
-    task: delta
-    context: 2001
-    hidden: 256
-    layers: 10
-    epochs: 50
-    batch_size: 64
-    early_stopping: true
-    patience: 7
-    demo: {{max_samples: 128, max_val_samples: 128, epochs: 2, hidden: 8, layers: 10}}
-  hyenadna_small_frozen_binary:
-    description: frozen HyenaDNA-small encoder, binary head
-    model: hf_encoder
-    model_path: LongSafari/hyenadna-small-32k-seqlen-hf
-    trust_remote_code: true
-    compile: false
-    task: binary
-    context: 1001
-    finetune_layers: 0
-    epochs: 30
-    batch_size: 64
-    early_stopping: true
-    patience: 5
-    demo: {{model_path: {TINY_HF_MODEL}, trust_remote_code: false, context: 401, max_samples: 96,
-            epochs: 2, head_hidden: 32, batch_size: 32}}
-"""
 
 
 @dataclass(frozen=True)
@@ -207,11 +73,6 @@ def experiment_from_dict(values: Mapping[str, Any]) -> Experiment:
         train_config=TrainConfig(**values["train_config"]), base=values["base"], gpu=int(values["gpu"]),
         threads=int(values["threads"]), description=values.get("description", ""),
     )
-
-
-def default_config() -> dict:
-    """The default ``training`` and ``experiments`` sections as a dict."""
-    return yaml.safe_load(DEFAULT_CONFIG_YAML)
 
 
 def resolve_experiment(

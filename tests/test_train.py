@@ -13,7 +13,6 @@ import yaml
 
 from metasplice.experiments import (
     TINY_HF_MODEL,
-    default_config,
     experiment_for,
     experiment_from_dict,
     resolve_all,
@@ -32,6 +31,8 @@ from metasplice.train import (
     run_experiment,
     select_rows,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONTEXT = 41
 CONTEXTS = [41, 401, 501, 1001, 2001]
@@ -248,7 +249,7 @@ def test_bad_train_config(values, message):
 # --- experiments --------------------------------------------------------------------------------
 
 def test_default_experiments_resolve_real_and_demo():
-    config = default_config()
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
     real = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001])
     demo = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001], demo=True)
     assert set(real) == set(demo) == {
@@ -331,7 +332,7 @@ def test_precedence_training_experiment_demo():
 
 
 def test_train_inputs_from_pipeline_config():
-    config = {**default_config(), "sequences": {"contexts": [401, 501, 1001, 2001]}}
+    config = {**yaml.safe_load((ROOT / "config.yaml").read_text()), "dataset": "splicevardb_grch38", "sequences": {"contexts": [401, 501, 1001, 2001]}}
     assert train_inputs(experiment_for("long_context_2k", config)) == {
         "sequences": "results/sequences/ctx2001.npz", "variants": "results/variants/variants.parquet",
         "scores": "results/targets/spliceai/scores.parquet"}
