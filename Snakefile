@@ -12,6 +12,7 @@ include: "rules/variants.smk"
 include: "rules/base_model.smk"
 include: "rules/sequences.smk"
 include: "rules/train.smk"
+include: "rules/stacking.smk"
 include: "rules/evaluate.smk"
 
 

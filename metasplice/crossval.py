@@ -12,7 +12,9 @@ The folds' test predictions are then pooled (every labelled variant of a grouped
 tested exactly once): ROC-AUC and PR-AUC on the pooled scores, detection rate / FPR / F1 from each
 fold's own validation-chosen threshold, the paired comparison with the reference base model on the
 same variants, each with a percentile-bootstrap interval; plus the per-fold values and their mean
-and standard deviation.
+and standard deviation. The effect tasks add their task metrics (:func:`metasplice.evaluate.task_metrics`)
+measured on the pooled test predictions; a localisation model, which has no classifier score, gets
+only the counts and those.
 """
 
 from __future__ import annotations
@@ -226,6 +228,94 @@ def _fold_test(pred: pd.DataFrame, k: int) -> tuple[pd.DataFrame, np.ndarray, di
     return test.assign(fold=k), calls, chosen
 
 
+# tasks whose models give no classifier score (no threshold, no classification metrics)
+UNSCORED_TASKS: tuple[str, ...] = ("localisation",)
+# per-fold headline values of the task metrics: name in the fold entry -> (metrics.json key, value key)
+TASK_FOLD_VALUES: dict[str, tuple[str, str]] = {
+    "effect_type_macro_f1": ("effect_type", "macro_f1"),
+    "localisation_top1": ("localisation", "top1"),
+    "localisation_within_2": ("localisation", "within_2"),
+    "quantile_coverage": ("quantile", "coverage"),
+}
+
+
+def _pool(tests: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The folds' test rows in one table; refuses a variant tested by more than one fold."""
+    pooled = pd.concat(tests, ignore_index=True)
+    dup = pooled["variant_id"].duplicated(keep=False)
+    if dup.any():
+        ids = pooled.loc[dup, ["variant_id", "fold"]].head(5).to_dict("records")
+        raise ValueError(f"variants tested in more than one fold (folds must not overlap): {ids}")
+    return pooled
+
+
+def fold_evaluation(pred: pd.DataFrame, cfg: E.EvalConfig, name: str, task: str) -> dict:
+    """metrics.json content of one fold's predictions, as :func:`metasplice.evaluate.evaluate_experiment_files`
+    writes it (without the comparison): the task metrics added, a localisation model's alone."""
+    if task in UNSCORED_TASKS:
+        return E.localisation_evaluation(pred, cfg, name)
+    return {**E.evaluate_predictions(pred, cfg, name, task), **E.task_metrics(pred, task, cfg)}
+
+
+def _task_fold_values(fm: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline task values (:data:`TASK_FOLD_VALUES`) a fold's metrics carry."""
+    out = {}
+    for key, (section, value) in TASK_FOLD_VALUES.items():
+        if isinstance(fm.get(section), Mapping):
+            out[key] = fm[section].get(value)
+    return out
+
+
+def _across_folds(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict]:
+    """Mean and standard deviation over the folds of every interval-valued per-fold metric."""
+    across = {}
+    keys = [k for k in dict.fromkeys(k for f in per_fold for k in f) if k not in ("fold", "n_test", "threshold")]
+    for metric in keys:
+        values = [f.get(metric) for f in per_fold]
+        if not any(isinstance(v, Mapping) for v in values):
+            continue
+        vals = np.array([v["estimate"] if isinstance(v, Mapping) and v.get("estimate") is not None else np.nan
+                         for v in values], dtype=np.float64)
+        ok = np.isfinite(vals)
+        across[metric] = {
+            "mean": float(vals[ok].mean()) if ok.any() else None,
+            "sd": float(vals[ok].std(ddof=1)) if ok.sum() > 1 else None,
+            "n_folds": int(ok.sum()),
+        }
+    return across
+
+
+def aggregate_unscored_folds(
+    fold_predictions: Sequence[pd.DataFrame],
+    cfg: E.EvalConfig,
+    name: str,
+    task: str,
+    fold_metrics: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """:func:`aggregate_folds` of a model without a classifier score (localisation): the folds' labelled
+    test rows pooled, the counts and the task metrics of the pooled rows; no threshold, no
+    classification metrics, no comparison."""
+    pooled = _pool([E._labelled(pred, "test").assign(fold=k) for k, pred in enumerate(fold_predictions)])
+    per_fold = []
+    for k, pred in enumerate(fold_predictions):
+        fm = fold_metrics[k] if fold_metrics is not None else fold_evaluation(pred, cfg, f"{name} fold {k}", task)
+        per_fold.append({"fold": k, "n_test": fm["n"]["test"], **_task_fold_values(fm)})
+    n_val = {"total": int(sum(E._counts(E._labelled(p, "val"))["total"] for p in fold_predictions))}
+    metrics = {
+        **E._header(name, task, extra, cfg),
+        "cross_validation": {
+            "n_folds": len(fold_predictions),
+            "pooling": "test predictions of all folds pooled (no classifier score: task metrics only)",
+            "folds": per_fold,
+            "across_folds": _across_folds(per_fold),
+        },
+        "n": {"val": n_val, "test": E._counts(pooled)},
+        **E.task_metrics(pooled, task, cfg),
+    }
+    return pooled, metrics
+
+
 def aggregate_folds(
     fold_predictions: Sequence[pd.DataFrame],
     cfg: E.EvalConfig,
@@ -239,26 +329,23 @@ def aggregate_folds(
 
     ``fold_predictions[k]``: fold k's predictions table (val + test rows of that fold).
     ``fold_metrics[k]``: fold k's metrics.json (per-fold values are copied from it; recomputed when omitted).
+    The effect tasks' metrics (:func:`metasplice.evaluate.task_metrics`) are measured on the pooled
+    test rows; a localisation model goes to :func:`aggregate_unscored_folds`.
     """
+    if task in UNSCORED_TASKS:
+        return aggregate_unscored_folds(fold_predictions, cfg, name, task, fold_metrics, extra)
     tests, calls, chosen = [], [], []
     for k, pred in enumerate(fold_predictions):
         t, c, ch = _fold_test(pred, k)
         tests.append(t)
         calls.append(c)
         chosen.append(ch)
-    pooled = pd.concat(tests, ignore_index=True)
-    dup = pooled["variant_id"].duplicated(keep=False)
-    if dup.any():
-        ids = pooled.loc[dup, ["variant_id", "fold"]].head(5).to_dict("records")
-        raise ValueError(f"variants tested in more than one fold (folds must not overlap): {ids}")
+    pooled = _pool(tests)
     all_calls = np.concatenate(calls)
     summary = E.summarise_test(pooled, all_calls, cfg.fixed_threshold, cfg, reference, cfg.reference)
     per_fold = []
     for k, pred in enumerate(fold_predictions):
-        if fold_metrics is not None:
-            fm = fold_metrics[k]
-        else:
-            fm = E.evaluate_predictions(pred, cfg, f"{name} fold {k}", task)
+        fm = fold_metrics[k] if fold_metrics is not None else fold_evaluation(pred, cfg, f"{name} fold {k}", task)
         per_fold.append({
             "fold": k,
             "n_test": fm["n"]["test"],
@@ -267,17 +354,10 @@ def aggregate_folds(
             "pr_auc": fm["metrics"]["pr_auc"],
             "f1_at_val_threshold": fm["metrics"]["at_val_threshold"]["f1"],
             "pearson_r": (fm.get("correlation") or {}).get("max"),
+            **_task_fold_values(fm),
         })
-    across = {}
-    for metric in ("roc_auc", "pr_auc"):
-        vals = np.array([f[metric]["estimate"] if f[metric]["estimate"] is not None else np.nan for f in per_fold],
-                        dtype=np.float64)
-        ok = np.isfinite(vals)
-        across[metric] = {
-            "mean": float(vals[ok].mean()) if ok.any() else None,
-            "sd": float(vals[ok].std(ddof=1)) if ok.sum() > 1 else None,
-            "n_folds": int(ok.sum()),
-        }
+    across = {metric: value for metric, value in _across_folds(per_fold).items()
+              if metric in ("roc_auc", "pr_auc", *TASK_FOLD_VALUES)}
     n_val = {"total": int(sum(E._counts(E._labelled(p, "val"))["total"] for p in fold_predictions))}
     metrics = {
         **E._header(name, task, extra, cfg),
@@ -292,6 +372,7 @@ def aggregate_folds(
                       "per_fold": [c["threshold"] for c in chosen]},
         "fixed_threshold": {"threshold": cfg.fixed_threshold, "rule": "score > threshold"},
         **summary,
+        **E.task_metrics(pooled, task, cfg),
     }
     return pooled.assign(call_at_val_threshold=all_calls), metrics
 

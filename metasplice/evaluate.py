@@ -135,19 +135,28 @@ def model_predictions(
     output_names: tuple[str, ...],
     task: str,
     targets: pd.DataFrame | None = None,
+    model_config: Any = None,
+    strand_oriented: bool = True,
 ) -> pd.DataFrame:
-    """Predictions table of a meta-model: ``probabilities`` (len(rows), n_outputs) after the sigmoid.
+    """Predictions table of a meta-model: ``probabilities`` (len(rows), n_outputs) as
+    :func:`metasplice.train.predict` returns them (after the sigmoid / softmax).
 
     Delta models get ``pred_<target>`` per output, the validated ``target_<target>`` (from
     ``targets``, the base model's scores.parquet) and score = max of the predicted delta scores.
+    The effect tasks (effect_type, localisation, quantile, multitask) get the columns of
+    :func:`effect_task_predictions`; ``model_config`` (the model's config, dataclass or dict) gives
+    their label options and ``strand_oriented`` the orientation of the windows.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (len(rows), len(output_names)):
         raise ValueError(f"predictions of shape {probabilities.shape}, expected ({len(rows)}, {len(output_names)})")
     if task == "binary":
         return _frame(variants, rows, probabilities[:, 0])
+    if task in EFFECT_TASK_SCORES:
+        return effect_task_predictions(variants, probabilities, rows, output_names, task, targets, model_config,
+                                       strand_oriented)
     if task != "delta":
-        raise ValueError(f"unknown task {task!r} (delta or binary)")
+        raise ValueError(f"unknown task {task!r} (delta, binary, {', '.join(EFFECT_TASK_SCORES)})")
     table = _frame(variants, rows, probabilities.max(axis=1))
     for j, name in enumerate(output_names):
         table[f"pred_{name}"] = probabilities[:, j]
@@ -462,8 +471,10 @@ def evaluate_experiment_files(
 ) -> dict:
     """Run a trained model on the validation and test windows and evaluate it.
 
-    ``targets_path``: scores.parquet of the base model the delta model was trained on (its
-    ``target_DS_*`` columns); defaults to the reference's.
+    ``targets_path``: scores.parquet of the base model the model was trained on (its
+    ``target_DS_*`` columns, and DS/DP for the effect classes and offsets of the effect tasks);
+    defaults to the reference's. The effect tasks add their own metrics (:func:`task_metrics`);
+    a localisation model, which has no classifier score, gets only those.
     """
     from metasplice.models import load_checkpoint, load_model
     from metasplice.train import predict, resolve_device
@@ -479,25 +490,272 @@ def evaluate_experiment_files(
     rows = _eval_rows(variants)
     probabilities = predict(model, ref[rows], alt[rows], batch_size=cfg.batch_size, device=device)
     names = tuple(model.output_names)
-    pred = model_predictions(variants, probabilities, rows, names, config.task,
-                             targets if config.task == "delta" else None)
+    task = config.task
+    pred = model_predictions(variants, probabilities, rows, names, task, targets if task != "binary" else None,
+                             config, windows_strand_oriented(sequences_path))
     info = dict(checkpoint.get("info") or {})
     extra = {
         "kind": "experiment",
         "experiment": experiment,
         "architecture": checkpoint.get("architecture"),
         "outputs": list(names),
-        "score": "max of the predicted delta scores" if config.task == "delta" else "P(Splice-altering)",
+        "score": EFFECT_TASK_SCORES.get(
+            task, "max of the predicted delta scores" if task == "delta" else "P(Splice-altering)"),
         "training": {k: info.get(k) for k in ("best_epoch", "epochs_run", "early_stopped", "n_train", "n_val")},
         "device": str(device),
     }
-    result = evaluate_predictions(pred, cfg, experiment, config.task, reference_table(variants, reference_scores),
-                                  cfg.reference, extra)
+    if task == "localisation":
+        result = localisation_evaluation(pred, cfg, experiment, extra)
+    else:
+        result = evaluate_predictions(pred, cfg, experiment, task, reference_table(variants, reference_scores),
+                                      cfg.reference, extra)
+        result.update(task_metrics(pred, task, cfg))
     write_parquet(pred, predictions_out)
     write_json(result, metrics_out)
-    log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, result["metrics"]["roc_auc"]["estimate"],
-             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    if task == "localisation":
+        loc = result["localisation"] or {}
+        log.info("%s: test localisation top-1 %s, within ±2 nt %s (n=%s)", experiment,
+                 _get_estimate(loc, "top1"), _get_estimate(loc, "within_2"), loc.get("n", 0))
+    else:
+        log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, result["metrics"]["roc_auc"]["estimate"],
+                 result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# effect tasks (effect_type, localisation, quantile, multitask; see metasplice.effects):
+# predictions-table columns and the task metrics evaluate_experiment_files adds to metrics.json
+#
+#   effect_type   prob_<class> per class, predicted_class, target_class       -> "effect_type"
+#   localisation  loc_top1..loc_top3 (offsets, window orientation), loc_top1_prob,
+#                 loc_target                                                 -> "localisation"
+#   quantile      pred_<target> (median), pred_<target>_q<q>, target_<target> -> "quantile"
+#   multitask     the effect_type and localisation columns, pred_/target_<target> of the delta head,
+#                 score = the binary head                                    -> "effect_type", "localisation"
+#
+# Every task metric is measured on the labelled test variants that have the task's target, with
+# percentile-bootstrap intervals over those variants (EvalConfig.bootstrap).
+
+EFFECT_TASK_SCORES: dict[str, str] = {
+    "effect_type": "1 - P(normal) of the effect-type head",
+    "localisation": "none: a localisation model predicts where, not whether (localisation metrics only)",
+    "quantile": "max of the median (quantile nearest 0.5) predicted delta scores",
+    "multitask": "P(Splice-altering) of the binary head",
+}
+LOCALISATION_TOP_K = 3
+LOCALISATION_TOLERANCES: tuple[int, ...] = (2, 5)
+# a target within this of an interval counts as covered: half the 0.01 resolution at which SpliceAI
+# reports delta scores; without it the point mass at 0 (every Normal variant's validated target) could
+# never lie inside an interval of sigmoid outputs, which are > 0
+COVERAGE_TOLERANCE = 0.005
+
+
+def windows_strand_oriented(path: str | os.PathLike) -> bool:
+    """Whether a windows file holds strand-oriented windows (its ``strand_oriented`` flag; True when absent)."""
+    with np.load(path) as npz:
+        return bool(npz["strand_oriented"]) if "strand_oriented" in npz.files else True
+
+
+def _get_estimate(section: Mapping[str, Any], key: str) -> Any:
+    value = section.get(key)
+    return value.get("estimate") if isinstance(value, Mapping) else None
+
+
+def _class_names(index: np.ndarray) -> np.ndarray:
+    from metasplice.effects import EFFECT_CLASSES
+
+    names = np.array(EFFECT_CLASSES, dtype=object)
+    return np.where(index >= 0, names[np.clip(index, 0, None)], None)
+
+
+def effect_task_predictions(
+    variants: pd.DataFrame,
+    probabilities: np.ndarray,
+    rows: np.ndarray,
+    output_names: tuple[str, ...],
+    task: str,
+    targets: pd.DataFrame | None = None,
+    model_config: Any = None,
+    strand_oriented: bool = True,
+) -> pd.DataFrame:
+    """Predictions table of an effect-task model (columns in this section's header).
+
+    ``targets`` (the base model's scores.parquet) gives the target columns: effect classes and offsets
+    are rebuilt from its DS/DP with the model's own options (``model_config``) exactly as for training.
+    """
+    from metasplice import effects as FX
+
+    p = np.asarray(probabilities, dtype=np.float64)
+    names = tuple(output_names)
+    table = _frame(variants, rows, FX.classifier_scores(p, task, names))
+    heads = FX.head_slices(task, names)
+    label = variants["label"].to_numpy()
+    if "effect_type" in heads:
+        probs = p[:, heads["effect_type"]]
+        for j, c in enumerate(FX.EFFECT_CLASSES):
+            table[f"prob_{c}"] = probs[:, j]
+        table["predicted_class"] = _class_names(probs.argmax(axis=1))
+        if targets is not None:
+            table["target_class"] = _class_names(FX.config_effect_labels(targets, label, model_config)[rows])
+    if "localisation" in heads:
+        probs = p[:, heads["localisation"]]
+        offsets = FX.parse_offsets(names[heads["localisation"]])
+        k = min(LOCALISATION_TOP_K, probs.shape[1])
+        ranked = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for j in range(k):
+            table[f"loc_top{j + 1}"] = offsets[ranked[:, j]]
+        table["loc_top1_prob"] = probs[np.arange(len(probs)), ranked[:, 0]]
+        if targets is not None:
+            strand = variants["strand"].astype(str).to_numpy() if "strand" in variants.columns else None
+            distance = (len(offsets) - 1) // 2
+            config = {"distance": distance,
+                      "min_effect_score": FX.option(model_config, "min_effect_score", FX.DEFAULT_MIN_EFFECT_SCORE)}
+            index = FX.config_localisation_targets(targets, label, strand, strand_oriented, config)[rows]
+            table["loc_target"] = np.where(index >= 0, index - distance, np.nan)
+    if "quantile" in heads:
+        q_targets, quantiles = FX.parse_quantiles(names)
+        values = p.reshape(len(p), len(q_targets), len(quantiles))
+        mid = FX.median_index(quantiles)
+        for i, t in enumerate(q_targets):
+            table[f"pred_{t}"] = values[:, i, mid]
+            for j, q in enumerate(quantiles):
+                table[f"pred_{FX.quantile_name(t, q)}"] = values[:, i, j]
+        delta_names = q_targets
+    elif "delta" in heads:
+        delta_names = names[heads["delta"]]
+        for j, t in enumerate(delta_names):
+            table[f"pred_{t}"] = p[:, heads["delta"]][:, j]
+    else:
+        delta_names = ()
+    if targets is not None:
+        for t in delta_names:
+            col = f"target_{t}"
+            if col not in targets.columns:
+                raise ValueError(f"targets file lacks column {col!r}; rerun the base model scoring")
+            table[col] = targets[col].to_numpy(dtype=np.float64)[rows]
+    return table
+
+
+def _iv_grid(grid: list[list[M.Interval]]) -> dict[str, list[list[Any]]]:
+    return {
+        "estimate": [[iv.to_dict()["estimate"] for iv in row] for row in grid],
+        "low": [[iv.to_dict()["low"] for iv in row] for row in grid],
+        "high": [[iv.to_dict()["high"] for iv in row] for row in grid],
+    }
+
+
+def effect_type_metrics(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
+    """Macro-F1, per-class precision / recall / F1 and the confusion matrix (counts, and row-normalised
+    rates with per-cell intervals) on the test variants with an effect class; None without the columns."""
+    from metasplice.effects import EFFECT_CLASSES
+
+    if "target_class" not in test.columns or "predicted_class" not in test.columns:
+        return None
+    part = test[test["target_class"].notna()]
+    index = {c: i for i, c in enumerate(EFFECT_CLASSES)}
+    y_true = part["target_class"].map(index).to_numpy(dtype=np.int64)
+    y_pred = part["predicted_class"].map(index).to_numpy(dtype=np.int64)
+    res = M.multiclass_metrics_ci(y_true, y_pred, len(EFFECT_CLASSES), cfg.bootstrap)
+    return {
+        "n": int(len(part)),
+        "variants": "labelled test variants with an effect class (Normal, or Splice-altering scored above "
+                    "min_effect_score by the base model)",
+        "classes": list(EFFECT_CLASSES),
+        "macro_f1": _iv(res["macro_f1"]),
+        "per_class": {
+            c: {"support": res["support"][i], "precision": _iv(res["precision"][i]), "recall": _iv(res["recall"][i]),
+                "f1": _iv(res["f1"][i])}
+            for i, c in enumerate(EFFECT_CLASSES)
+        },
+        "confusion_matrix": {
+            "rows": "target class", "columns": "predicted class", "labels": list(EFFECT_CLASSES),
+            "counts": res["confusion"], "rate": _iv_grid(res["confusion_rate"]),
+            "rate_note": "fraction of each target class predicted as each class",
+        },
+    }
+
+
+def localisation_metrics(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
+    """Top-1 / top-3 accuracy and hit rates of the top offset within ±2 and ±5 nt of the target, on the
+    test variants with a target offset; None without the columns."""
+    top = [c for c in (f"loc_top{j + 1}" for j in range(LOCALISATION_TOP_K)) if c in test.columns]
+    if "loc_target" not in test.columns or not top:
+        return None
+    part = test[np.isfinite(test["loc_target"].to_numpy(np.float64))]
+    target = part["loc_target"].to_numpy(np.float64).astype(np.int64)
+    ranked = part[top].to_numpy(np.int64)
+    res = M.localisation_metrics_ci(target, ranked, LOCALISATION_TOLERANCES, cfg.bootstrap)
+    return {
+        "n": int(len(part)),
+        "variants": "Splice-altering test variants whose dominant base-model delta lies within the model's distance",
+        "offsets": "nt from the variant in window orientation (transcript orientation for strand-oriented windows)",
+        **{k: _iv(v) for k, v in res.items()},
+    }
+
+
+def quantile_metrics(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
+    """Empirical coverage of the [lowest, highest] quantile interval vs its nominal level, per target and
+    overall (and overall per label), and the share of targets at or below each quantile (its
+    calibration, ideally the level itself), on the test variants with finite targets, up to
+    :data:`COVERAGE_TOLERANCE`; None without quantiles."""
+    from metasplice import effects as FX
+
+    names = [c[len("pred_"):] for c in test.columns if c.startswith("pred_") and "_q" in c]
+    try:
+        q_targets, quantiles = FX.parse_quantiles(names)
+    except (ValueError, IndexError):
+        return None
+    low_q, high_q = quantiles[0], quantiles[-1]
+    target = test[[f"target_{t}" for t in q_targets]].to_numpy(np.float64)
+    ok = np.isfinite(target).all(axis=1)
+    low = test[[f"pred_{FX.quantile_name(t, low_q)}" for t in q_targets]].to_numpy(np.float64)[ok]
+    high = test[[f"pred_{FX.quantile_name(t, high_q)}" for t in q_targets]].to_numpy(np.float64)[ok]
+    inside = M.interval_coverage(target[ok], low, high, COVERAGE_TOLERANCE)
+    res = M.coverage_ci(inside, cfg.bootstrap)
+    below = {}
+    for q in quantiles:
+        pred_q = test[[f"pred_{FX.quantile_name(t, q)}" for t in q_targets]].to_numpy(np.float64)[ok]
+        at_or_below = target[ok] <= pred_q + COVERAGE_TOLERANCE
+        below[f"{q:g}"] = _iv(M.mean_ci(at_or_below.mean(axis=1) if len(at_or_below) else np.zeros(0), cfg.bootstrap))
+    label = test["label"].to_numpy()[ok]
+    by_label = {name: _iv(M.coverage_ci(inside[label == value], cfg.bootstrap)["overall"])
+                for name, value in (("splice_altering", 1), ("normal", 0))}
+    return {
+        "n": int(ok.sum()),
+        "variants": "labelled test variants with finite validated targets",
+        "quantiles": list(quantiles),
+        "interval": [low_q, high_q],
+        "nominal": high_q - low_q,
+        "tolerance": COVERAGE_TOLERANCE,
+        "coverage": _iv(res["overall"]),
+        "per_target": {t: _iv(iv) for t, iv in zip(q_targets, res["per_target"])},
+        "by_label": by_label,
+        "share_at_or_below": below,
+    }
+
+
+def task_metrics(pred: pd.DataFrame, task: str, cfg: EvalConfig) -> dict[str, Any]:
+    """The task keys of metrics.json for an effect task (``effect_type``, ``localisation``, ``quantile``;
+    both of the first two for ``multitask``); empty for delta and binary."""
+    test = _labelled(pred, "test")
+    sections = {"effect_type": ("effect_type",), "localisation": ("localisation",), "quantile": ("quantile",),
+                "multitask": ("effect_type", "localisation")}.get(task, ())
+    functions = {"effect_type": effect_type_metrics, "localisation": localisation_metrics,
+                 "quantile": quantile_metrics}
+    return {key: functions[key](test, cfg) for key in sections}
+
+
+def localisation_evaluation(
+    pred: pd.DataFrame, cfg: EvalConfig = EvalConfig(), name: str = "", extra: Mapping[str, Any] | None = None
+) -> dict:
+    """metrics.json content of a localisation model: no classifier score, so no threshold or
+    classification metrics; the variant counts and the localisation metrics of the test split."""
+    val, test = _labelled(pred, "val"), _labelled(pred, "test")
+    return {
+        **_header(name, "localisation", extra, cfg),
+        "n": {"val": _counts(val), "test": _counts(test)},
+        **task_metrics(pred, "localisation", cfg),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,6 +769,7 @@ REPORT_TABLES: dict[str, str] = {
     "summary_md": "results/report/summary.md",
     "summary_tsv": "results/report/summary.tsv",
     "breakdowns": "results/report/breakdowns.tsv",
+    "tasks": "results/report/tasks.tsv",
 }
 REPORT_OUTPUTS: list[str] = [*REPORT_TABLES.values(), *REPORT_FIGURES.values()]
 
@@ -542,8 +801,11 @@ def baseline_bases(config: Mapping[str, Any]) -> list[str]:
 
 def report_experiments(config: Mapping[str, Any]) -> list[str]:
     """Experiments in the report: ``evaluation.experiments``, default every configured experiment."""
+    from metasplice.sweeps import expand_names
+
     configured = config.get("experiments") or {}
     names = list(evaluation_section(config).get("experiments") or configured)
+    names = expand_names(names, config.get("_sweeps") or {})  # a sweep's name selects its children
     unknown = [n for n in names if n not in configured]
     if unknown:
         raise ValueError(f"config evaluation.experiments names unknown experiments {unknown}; "
@@ -569,13 +831,45 @@ def fold_variants_paths(config: Mapping[str, Any]) -> list[str]:
     return [f"results/crossval/fold{k}/variants.parquet" for k in range(crossval_settings(config).k)]
 
 
+def oof_settings(config: Mapping[str, Any]):
+    """The ``stacking`` section as a :class:`metasplice.stacking.OOFConfig`."""
+    from metasplice.stacking import OOFConfig
+
+    return OOFConfig.from_config(config)
+
+
+def oof_scope_variants(config: Mapping[str, Any], scope: str, variants: str) -> str:
+    """Variants file whose training rows scope ``scope`` splits: ``main`` (the main split) or ``fold{k}``."""
+    if scope == "main":
+        return variants
+    if not scope.startswith("fold") or not scope[4:].isdigit():
+        raise ValueError(f"unknown out-of-fold scope {scope!r} (main or fold<k>)")
+    return experiment_variants(config, f"x__{scope}", variants)
+
+
+def oof_variants_paths(config: Mapping[str, Any], scope: str) -> list[str]:
+    """Outputs of rule oof_splits for ``scope``: one variants file per out-of-fold group."""
+    return [f"results/stacking/{scope}/oof{j}/variants.parquet" for j in range(oof_settings(config).oof_folds)]
+
+
 def experiment_variants(config: Mapping[str, Any], name: str, variants: str) -> str:
-    """Variants file of an experiment instance: the fold's copy for ``E__fold{k}``, else ``variants``.
+    """Variants file of an experiment instance: the fold's copy for ``E__fold{k}``, the out-of-fold
+    group's copy for ``E__oof{j}`` / ``E__fold{k}__oof{j}``, else ``variants``.
 
     The train rule must take its ``variants`` input from here too, so a fold trains on its own split.
     """
     from metasplice.crossval import split_fold_name
+    from metasplice.stacking import split_oof_name
 
+    parent, oof = split_oof_name(name)
+    if oof is not None:
+        n = oof_settings(config).oof_folds
+        if oof >= n:
+            raise ValueError(f"{name}: out-of-fold group {oof} does not exist (stacking.oof_folds is {n})")
+        _, fold = split_fold_name(parent)
+        scope = "main" if fold is None else f"fold{fold}"
+        experiment_variants(config, parent, variants)  # checks the fold
+        return oof_variants_paths(config, scope)[oof]
     _, fold = split_fold_name(name)
     if fold is None:
         return variants
@@ -586,12 +880,100 @@ def experiment_variants(config: Mapping[str, Any], name: str, variants: str) -> 
 
 
 def resolve_instance(config: Mapping[str, Any], name: str):
-    """The :class:`metasplice.experiments.Experiment` behind an instance name (``E`` or ``E__fold{k}``)."""
-    from metasplice.crossval import split_fold_name
+    """The :class:`metasplice.experiments.Experiment` behind an instance name (``E``, ``E__fold{k}``,
+    ``E__oof{j}``, ``E__fold{k}__oof{j}``)."""
     from metasplice.experiments import experiment_for
 
-    experiment, _ = split_fold_name(name)
-    return experiment_for(experiment, config)
+    return experiment_for(instance_experiment(name), config)
+
+
+def instance_experiment(name: str) -> str:
+    """The configured experiment behind an instance name (fold and out-of-fold suffixes removed)."""
+    from metasplice.crossval import split_fold_name
+    from metasplice.stacking import split_oof_name
+
+    return split_fold_name(split_oof_name(name)[0])[0]
+
+
+def experiment_kind(config: Mapping[str, Any], name: str) -> str:
+    """``trained`` or the meta-model kind (``stacked``) of an instance's experiment."""
+    from metasplice.experiments import experiment_kind as kind
+
+    experiment = instance_experiment(name)
+    experiments = config.get("experiments") or {}
+    if experiment not in experiments:
+        raise ValueError(f"unknown experiment {experiment!r}; configured experiments: {', '.join(experiments)}")
+    return kind(experiments[experiment])
+
+
+def ensemble_params(config: Mapping[str, Any], name: str) -> dict:
+    """The ensemble settings of instance ``name`` (rule evaluate's params; empty for other kinds)."""
+    if experiment_kind(config, name) != "ensemble":
+        return {}
+    from metasplice.ensemble import ensemble_for
+
+    return ensemble_for(name, config).to_dict()
+
+
+def stack_config(config: Mapping[str, Any], name: str):
+    """The :class:`metasplice.stacking.StackConfig` of stacked instance ``name`` (members and bases checked)."""
+    from metasplice.experiments import experiment_kind as kind
+    from metasplice.stacking import StackConfig
+
+    experiment = instance_experiment(name)
+    experiments = config.get("experiments") or {}
+    sc = StackConfig.from_spec(experiment, experiments.get(experiment) or {}, config.get("dataset") == "demo")
+    for m in sc.members:
+        if m not in experiments:
+            raise ValueError(f"experiment {experiment!r}: member {m!r} is not a configured experiment")
+        if kind(experiments[m]) != "trained":
+            raise ValueError(f"experiment {experiment!r}: member {m!r} is a {kind(experiments[m])} model; members "
+                             "must be trained experiments")
+    bases = config.get("base_models") or {}
+    missing = [b for b in sc.bases if b not in bases]
+    if missing:
+        raise ValueError(f"experiment {experiment!r}: base models {missing} are not configured under base_models "
+                         f"(configured: {', '.join(bases) or 'none'})")
+    return sc
+
+
+def stacked_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
+    """Inputs of rule train_stacked for instance ``name`` (``S`` or ``S__fold{k}``): its variants, each
+    base model's scores and deltas, and per member the full model's validation/test predictions, its
+    checkpoint, and every out-of-fold instance's predictions with the variants file it trained from."""
+    from metasplice.crossval import fold_name, split_fold_name
+    from metasplice.stacking import oof_name
+
+    sc = stack_config(config, name)
+    _, fold = split_fold_name(name)
+    inputs = {"variants": experiment_variants(config, name, variants)}
+    for b in sc.bases:
+        inputs[f"scores__{b}"] = f"results/targets/{b}/scores.parquet"
+        inputs[f"deltas__{b}"] = f"results/targets/{b}/deltas.npy"
+    for m in sc.members:
+        inst = m if fold is None else fold_name(m, fold)
+        inputs[f"predictions__{m}"] = f"results/eval/{inst}/predictions.parquet"
+        inputs[f"model__{m}"] = f"results/models/{inst}/model.pt"
+        for j in range(oof_settings(config).oof_folds):
+            oof = oof_name(inst, j)
+            inputs[f"oof_predictions__{m}__{j}"] = f"results/eval/{oof}/predictions.parquet"
+            inputs[f"oof_variants__{m}__{j}"] = experiment_variants(config, oof, variants)
+    return inputs
+
+
+def stacked_params(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Params of rule train_stacked (what reruns it): the stacked config, the settings of its base
+    models that determine their scores, and the window orientation of its members."""
+    import dataclasses
+
+    sc = stack_config(config, name)
+    scoring = ("kind", "weights", "flanking_size", "distance", "mask", "precision")
+    bases = {b: {k: v for k, v in (config["base_models"][b] or {}).items() if k in scoring} for b in sc.bases}
+    return {
+        "stack": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sc).items()},
+        "base_models": bases,
+        "strand_oriented": bool((config.get("sequences") or {}).get("strand_oriented", True)),
+    }
 
 
 def instance_train_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
@@ -605,7 +987,22 @@ def instance_train_inputs(config: Mapping[str, Any], name: str, variants: str) -
 
 def evaluate_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
     """Inputs of rule evaluate for experiment instance ``name``: the trained model, the windows and
-    variants it was trained from (a fold's for ``E__fold{k}``), the reference base model's scores."""
+    variants it was trained from (a fold's for ``E__fold{k}``), the reference base model's scores.
+    A stacked instance: its model directory's files instead of a model and windows."""
+    kind = experiment_kind(config, name)
+    if kind == "ensemble":
+        from metasplice.ensemble import ensemble_inputs
+
+        return ensemble_inputs(config, name, variants)
+    if kind == "stacked":
+        stack_config(config, name)
+        return {
+            "stacker": f"results/models/{name}/stacker.joblib",
+            "model_json": f"results/models/{name}/model.json",
+            "features": f"results/models/{name}/features.parquet",
+            "variants": experiment_variants(config, name, variants),
+            "reference": f"results/targets/{reference_base(config)}/scores.parquet",
+        }
     experiment = resolve_instance(config, name)
     trained_from = instance_train_inputs(config, name, variants)
     inputs = {
@@ -614,7 +1011,9 @@ def evaluate_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict
         "sequences": trained_from["sequences"],
         "reference": f"results/targets/{reference_base(config)}/scores.parquet",
     }
-    if experiment.task == "delta":
+    from metasplice.models.common import SCORE_TASKS
+
+    if experiment.task in SCORE_TASKS:
         inputs["targets"] = f"results/targets/{experiment.base}/scores.parquet"
     if "hf_model" in trained_from:  # a local Hugging Face snapshot the checkpoint is rebuilt from
         inputs["hf_model"] = trained_from["hf_model"]
@@ -638,7 +1037,8 @@ def report_inputs(config: Mapping[str, Any]) -> dict[str, list[str]]:
     inputs = {
         "metrics": [f"results/eval/{e}/metrics.json" for e in exps],
         "predictions": [f"results/eval/{e}/predictions.parquet" for e in exps],
-        "histories": [f"results/models/{e}/history.tsv" for e in exps],
+        "histories": [f"results/models/{e}/history.tsv" for e in exps if experiment_kind(config, e) == "trained"],
+        "importance": [f"results/models/{e}/importance.tsv" for e in exps if experiment_kind(config, e) == "stacked"],
         "baseline_metrics": [f"results/eval/baseline/{b}/metrics.json" for b in bases],
         "baseline_predictions": [f"results/eval/baseline/{b}/predictions.parquet" for b in bases],
     }
@@ -652,8 +1052,14 @@ def report_inputs(config: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def report_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """Params of rule report: the row names and what the text says about the test set."""
+    exps = report_experiments(config)
+    sweeps = {name: [c for c in children if c["experiment"] in exps]
+              for name, children in (config.get("_sweeps") or {}).items()}
     return {
-        "experiments": report_experiments(config),
+        "experiments": exps,
+        "sweeps": {name: children for name, children in sweeps.items() if children},
+        "trained": [e for e in exps if experiment_kind(config, e) == "trained"],
+        "stacked": [e for e in exps if experiment_kind(config, e) == "stacked"],
         "baselines": baseline_bases(config),
         "cross_validation": bool(crossval_folds(config)),
         "reference": reference_base(config),

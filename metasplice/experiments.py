@@ -32,6 +32,20 @@ EXPERIMENT_KEYS = ("model", "base", "gpu", "threads", "description", "demo")
 TRAINING_EXTRA_KEYS = ("base", "gpu", "threads")
 TRAINING_DEFAULTS = {"base": "spliceai", "gpu": 0, "threads": 2}
 TINY_HF_MODEL = "resources/hf_models/tiny_char_bert"  # built by the pipeline (rule build_tiny_hf_model)
+# experiment kinds built from other experiments' outputs instead of trained by metasplice.train
+META_MODELS = ("stacked", "ensemble")
+
+
+def experiment_kind(spec: Mapping[str, Any] | None) -> str:
+    """``"trained"`` for a model trained by metasplice.train, else the meta-model kind (``stacked``,
+    ``ensemble``)."""
+    model = (spec or {}).get("model")
+    return model if model in META_MODELS else "trained"
+
+
+def trained_experiments(experiments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Names of the experiments trained by metasplice.train (meta-models left out), in config order."""
+    return [name for name, spec in experiments.items() if experiment_kind(spec) == "trained"]
 
 
 
@@ -85,6 +99,10 @@ def resolve_experiment(
     """Validate and build experiment ``name``; ``contexts`` are the extracted window lengths."""
     if name not in experiments:
         raise ValueError(f"unknown experiment {name!r}; configured experiments: {', '.join(sorted(experiments))}")
+    kind = experiment_kind(experiments[name])
+    if kind != "trained":
+        raise ValueError(f"experiment {name!r} is a {kind} meta-model, built from other experiments, not trained "
+                         "by metasplice.train")
     train_fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
     training = dict(training or {})
     training_demo = training.pop("demo", None) or {}
@@ -135,9 +153,13 @@ def resolve_experiment(
 
 def experiment_for(name: str, config: Mapping[str, Any]) -> Experiment:
     """Experiment ``name`` from a whole pipeline config (``experiments``, ``training``,
-    ``sequences.contexts``; demo overrides when ``dataset`` is ``demo``)."""
+    ``sequences.contexts``; demo overrides when ``dataset`` is ``demo``; sweeps expanded)."""
+    from metasplice.sweeps import expand_sweeps
+
+    demo = config.get("dataset") == "demo"
+    experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]
     return resolve_experiment(
-        name, config.get("experiments") or {}, config.get("training") or {},
+        name, experiments, config.get("training") or {},
         contexts=(config.get("sequences") or {}).get("contexts"), demo=config.get("dataset") == "demo",
     )
 
@@ -149,7 +171,9 @@ def train_inputs(experiment: Experiment, results: str = "results") -> dict[str, 
         "sequences": f"{results}/sequences/ctx{experiment.context}.npz",
         "variants": f"{results}/variants/variants.parquet",
     }
-    if experiment.task == "delta":
+    from metasplice.models.common import SCORE_TASKS
+
+    if experiment.task in SCORE_TASKS:  # targets or labels derived from the base model's scores
         inputs["scores"] = f"{results}/targets/{experiment.base}/scores.parquet"
     model_path = getattr(experiment.model_config, "model_path", "")
     if model_path.startswith("resources/hf_models/"):
@@ -163,5 +187,10 @@ def resolve_all(
     contexts: Sequence[int] | None = None,
     demo: bool = False,
 ) -> dict[str, Experiment]:
-    """Every configured experiment, resolved (the first invalid one raises)."""
-    return {name: resolve_experiment(name, experiments, training, contexts, demo) for name in experiments}
+    """Every configured trained experiment, resolved (the first invalid one raises); sweeps are
+    expanded into their children, meta-models left out (see :func:`trained_experiments`)."""
+    from metasplice.sweeps import expand_sweeps
+
+    experiments = expand_sweeps(experiments, demo=demo)[0]
+    return {name: resolve_experiment(name, experiments, training, contexts, demo)
+            for name in trained_experiments(experiments)}

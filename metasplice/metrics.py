@@ -462,3 +462,160 @@ def delong_test(y, s_a, s_b) -> PairedComparison:
         half = 1.959963984540054 * math.sqrt(var)
     a_auc, b_auc = float(aucs[0]), float(aucs[1])
     return PairedComparison("roc_auc", a_auc, b_auc, diff, diff - half, diff + half, p, 0, 0, "DeLong")
+
+
+# --------------------------------------------------------------------------------------------
+# multi-class classification, proportions and interval coverage (the effect tasks)
+#
+# Classes are integer indices 0 .. K-1. A confusion matrix C has the true class in rows and the
+# predicted class in columns. Per class: precision = C[c, c] / column sum (NaN without predictions of
+# c), recall = C[c, c] / row sum (NaN without true c), F1 = 2 tp / (2 tp + fp + fn) (NaN when c is
+# neither true nor predicted anywhere). Macro-F1 is the mean F1 over the classes that are defined,
+# i.e. present among the true or the predicted classes, as scikit-learn's ``f1_score(average="macro")``.
+
+
+def _as_classes(y: np.ndarray, n_classes: int, name: str = "classes") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"{name} must be integers in [0, {n_classes}); drop rows without a class first")
+    return y.astype(np.int64)
+
+
+def multiclass_confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) int64 confusion matrix, true class in rows, predicted class in columns."""
+    t = _as_classes(y_true, n_classes, "true classes")
+    p = _as_classes(y_pred, n_classes, "predicted classes")
+    if t.shape != p.shape:
+        raise ValueError(f"true and predicted classes differ in shape: {t.shape} vs {p.shape}")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def class_scores(confusion_matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall, F1 (each (..., K)) and macro-F1 (...) of confusion matrices (..., K, K)."""
+    C = np.asarray(confusion_matrix, dtype=np.float64)
+    tp = np.diagonal(C, axis1=-2, axis2=-1)
+    predicted, actual = C.sum(axis=-2), C.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(actual > 0, tp / actual, np.nan)
+        denom = predicted + actual  # 2 tp + fp + fn
+        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+        defined = np.isfinite(f1)
+        macro = np.where(defined.any(axis=-1), np.nansum(f1, axis=-1) / defined.sum(axis=-1), np.nan)
+    return {"precision": precision, "recall": recall, "f1": f1, "macro_f1": macro}
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 over the classes present among the true or predicted classes (NaN for none)."""
+    return float(class_scores(multiclass_confusion(y_true, y_pred, n_classes))["macro_f1"])
+
+
+def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, W: np.ndarray) -> np.ndarray:
+    """(B, K, K) confusion matrices of every resample of a (B, n) count matrix."""
+    cell = _as_classes(y_true, n_classes) * n_classes + _as_classes(y_pred, n_classes)
+    onehot = np.zeros((cell.size, n_classes * n_classes))
+    onehot[np.arange(cell.size), cell] = 1.0
+    return (W.astype(np.float64) @ onehot).reshape(-1, n_classes, n_classes)
+
+
+def multiclass_metrics_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, cfg: BootstrapConfig = BootstrapConfig(),
+    counts: np.ndarray | None = None,
+) -> dict:
+    """Macro-F1, per-class precision / recall / F1 (lists of :class:`Interval`, one per class), the
+    confusion matrix (counts) and its row-normalised form (fraction of each true class predicted as
+    each class) with per-cell intervals; every interval from the same percentile-bootstrap resamples
+    of the rows."""
+    t = _as_classes(y_true, n_classes, "true classes")
+    p = _as_classes(y_pred, n_classes, "predicted classes")
+    C = multiclass_confusion(t, p, n_classes)
+    point = class_scores(C)
+    if counts is not None:
+        mats = [weighted_confusion(t, p, n_classes, np.asarray(counts))]
+    elif t.size:
+        mats = [weighted_confusion(t, p, n_classes, W) for W in iter_counts(t.size, cfg)]
+    else:
+        mats = [np.full((cfg.n, n_classes, n_classes), np.nan)]
+    reps_C = np.concatenate(mats)
+    reps = class_scores(reps_C)
+    out: dict = {"macro_f1": percentile_interval(float(point["macro_f1"]), reps["macro_f1"], cfg.level)}
+    for key in ("precision", "recall", "f1"):
+        out[key] = [percentile_interval(float(point[key][c]), reps[key][:, c], cfg.level) for c in range(n_classes)]
+    out["support"] = C.sum(axis=1).astype(int).tolist()
+    out["confusion"] = C.astype(int).tolist()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = C / np.where(C.sum(axis=1, keepdims=True) > 0, C.sum(axis=1, keepdims=True), np.nan)
+        rate_reps = reps_C / reps_C.sum(axis=2, keepdims=True)
+    out["confusion_rate"] = [
+        [percentile_interval(float(rate[i, j]), rate_reps[:, i, j], cfg.level) for j in range(n_classes)]
+        for i in range(n_classes)
+    ]
+    return out
+
+
+def weighted_mean(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Mean of ``x`` (n,) in every resample of a (B, n) count matrix (NaN for an empty resample)."""
+    Wf = W.astype(np.float64)
+    n = Wf.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (Wf @ np.asarray(x, dtype=np.float64)) / n, np.nan)
+
+
+def mean_ci(x: np.ndarray, cfg: BootstrapConfig = BootstrapConfig(), counts: np.ndarray | None = None) -> Interval:
+    """Mean of ``x`` (a proportion for 0/1 values) with its percentile-bootstrap interval; NaN when empty."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or not np.isfinite(x).all():
+        raise ValueError(f"mean_ci needs a 1-D array of finite values, got shape {x.shape}")
+    estimate = float(x.mean()) if x.size else float("nan")
+    return bootstrap(estimate, lambda W: weighted_mean(x, W), x.size, cfg, counts)
+
+
+def localisation_hits(
+    target: np.ndarray, ranked: np.ndarray, tolerances: tuple[int, ...] = (2, 5)
+) -> dict[str, np.ndarray]:
+    """0/1 hit vectors of predicted offsets against the target offsets.
+
+    ``ranked`` (n, k): each row's predicted offsets, most probable first. ``top1`` / ``top{k}``: the
+    target is among the first 1 / k; ``within_{t}``: the top prediction is at most ``t`` nt away.
+    """
+    target = np.asarray(target, dtype=np.int64)
+    ranked = np.asarray(ranked, dtype=np.int64)
+    if ranked.ndim != 2 or ranked.shape[0] != target.shape[0]:
+        raise ValueError(f"ranked offsets must be (n, k) with n = {target.shape[0]}, got {ranked.shape}")
+    out = {"top1": (ranked[:, 0] == target).astype(np.float64)}
+    if ranked.shape[1] > 1:
+        out[f"top{ranked.shape[1]}"] = (ranked == target[:, None]).any(axis=1).astype(np.float64)
+    for t in tolerances:
+        out[f"within_{t}"] = (np.abs(ranked[:, 0] - target) <= t).astype(np.float64)
+    return out
+
+
+def localisation_metrics_ci(
+    target: np.ndarray, ranked: np.ndarray, tolerances: tuple[int, ...] = (2, 5),
+    cfg: BootstrapConfig = BootstrapConfig(),
+) -> dict[str, Interval]:
+    """Top-1 / top-k accuracy and hit rates within ± each tolerance (:func:`localisation_hits`), with intervals."""
+    return {k: mean_ci(v, cfg) for k, v in localisation_hits(target, ranked, tolerances).items()}
+
+
+def interval_coverage(y: np.ndarray, low: np.ndarray, high: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Bool array: ``low - tolerance <= y <= high + tolerance`` elementwise (inputs of one shape)."""
+    y, low, high = (np.asarray(a, dtype=np.float64) for a in (y, low, high))
+    if not (y.shape == low.shape == high.shape):
+        raise ValueError(f"y, low and high must share one shape, got {y.shape}, {low.shape}, {high.shape}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    return (low - tolerance <= y) & (y <= high + tolerance)
+
+
+def coverage_ci(inside: np.ndarray, cfg: BootstrapConfig = BootstrapConfig()) -> dict:
+    """Empirical coverage of intervals (``inside``: (n, T) bool, rows resampled together): overall (the
+    mean over all n x T cells) and per column, each an :class:`Interval`."""
+    inside = np.asarray(inside, dtype=np.float64)
+    if inside.ndim != 2:
+        raise ValueError(f"inside must be (n, T), got shape {inside.shape}")
+    overall = inside.mean(axis=1) if inside.shape[1] else np.zeros(len(inside))
+    per_target = [mean_ci(inside[:, j], cfg) for j in range(inside.shape[1])]
+    return {"overall": mean_ci(overall, cfg), "per_target": per_target}

@@ -3,8 +3,10 @@
 Input per row of the table: a metrics.json and predictions.parquet from :mod:`metasplice.evaluate`
 (or :mod:`metasplice.crossval`), plus the training history.tsv for trained experiments.
 Outputs: ``summary.tsv`` (every number with its interval bounds), ``summary.md`` (the readable
-tables) and PNG figures (matplotlib, Agg backend): ROC and PR curves of every row, training curves,
-predicted vs target delta scores of the delta models, and per-region bars.
+tables) and PNG figures (matplotlib, Agg backend): ROC and PR curves of every row with a classifier
+score, training curves, predicted vs target delta scores of the delta models, and per-region bars.
+Rows of the effect tasks add their sections to summary.md (effect type, splice-site localisation,
+quantile interval calibration, multi-task vs single-task) and, optionally, a long table of their metrics.
 """
 
 from __future__ import annotations
@@ -270,9 +272,315 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
             [[r["experiment"], r[col], f"{_n(r['n'])} ({_n(r['n_splice_altering'])}/{_n(r['n_normal'])})",
               _ci(r, "roc_auc"), _ci(r, "detection_rate_val_threshold"), _ci(r, "fpr_val_threshold")]
              for r in recs]), ""]
+    parts += [str(section).rstrip() + "\n" for section in meta.get("sections") or ()]
     parts += ["Columns of summary.tsv hold every value with its `_low`/`_high` interval bounds; "
               "'–' marks a value that is undefined (e.g. a single class in a cell) or does not apply.", ""]
     return "\n".join(parts)
+
+
+def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> str:
+    """Section of the stacked models' permutation importances (drop in validation ROC-AUC)."""
+    parts = ["## Stacked models: feature importance", "",
+             "Permutation importance on the validation split: the mean drop in validation ROC-AUC when one "
+             "feature's values are shuffled (± standard deviation over the repeats); the "
+             f"{top} most important features of each stacked model.", ""]
+    for name, table in tables.items():
+        rows = [[r.feature, f"{r.importance_mean:.4f} ± {r.importance_std:.4f}"]
+                for r in table.head(top).itertuples(index=False)]
+        n_rep = int(table["n_repeats"].iloc[0]) if "n_repeats" in table.columns and len(table) else "?"
+        parts += [f"### {name} ({n_rep} repeats)", "", _md_table(["feature", "Δ validation ROC-AUC"], rows), ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# effect tasks (effect_type, localisation, quantile, multitask): their sections of summary.md and
+# the long table of their metrics, from the task keys of metrics.json (metasplice.evaluate.task_metrics)
+
+TASK_TABLE_COLUMNS: tuple[str, ...] = (
+    "experiment", "evaluation", "task", "section", "metric", "group", "n", "nominal", "estimate", "low", "high",
+)
+# (label, single task whose rows are compared, metrics.json path of the value, of its n)
+MULTITASK_COMPARISONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("binary ROC-AUC", "binary", ("metrics", "roc_auc"), ("n", "test", "scored")),
+    ("effect-type macro-F1", "effect_type", ("effect_type", "macro_f1"), ("effect_type", "n")),
+    ("localisation top-1", "localisation", ("localisation", "top1"), ("localisation", "n")),
+)
+
+
+def _with_task_key(items: Sequence[_Loaded], key: str) -> list[_Loaded]:
+    """Rows whose metrics.json carries task metrics ``key`` (``effect_type``, ``localisation``, ``quantile``)."""
+    return [it for it in items if isinstance(it.metrics.get(key), Mapping)]
+
+
+def _iv_text(iv: Mapping | None) -> str:
+    """``estimate [low, high]`` of an interval dict; '–' when undefined."""
+    return _ci(_interval_columns("value", iv), "value")
+
+
+def _suffix_order(keys: Sequence[str], prefix: str) -> list[str]:
+    """Keys ``<prefix><int>`` in increasing order of their number (``top1``, ``top3``; ``within_2`` ...)."""
+    found = [k for k in keys if k.startswith(prefix) and k[len(prefix):].isdigit()]
+    return sorted(found, key=lambda k: int(k[len(prefix):]))
+
+
+def effect_type_markdown(items: Sequence[_Loaded]) -> str:
+    """``## Effect type (step 2)``: macro-F1 per row, then per row the per-class precision / recall / F1
+    with their support and the confusion matrix (counts); "" when no row has effect-type metrics."""
+    rows = _with_task_key(items, "effect_type")
+    if not rows:
+        return ""
+    parts = ["## Effect type (step 2)", "",
+             "Effect class of the labelled test variants that have one: Normal, or the class of the base model's "
+             "dominant delta score for Splice-altering variants (complex when a second delta score comes close). "
+             "Macro-F1 is the mean per-class F1 over the classes present among the targets or the predictions; "
+             "support is the number of test variants of each target class.", "",
+             _md_table(["experiment", "task", "n", "macro-F1"],
+                       [[it.label, it.metrics.get("task", ""), _n(it.metrics["effect_type"].get("n")),
+                         _iv_text(it.metrics["effect_type"].get("macro_f1"))] for it in rows]), ""]
+    for it in rows:
+        fx = it.metrics["effect_type"]
+        per_class = fx.get("per_class") or {}
+        classes = list(fx.get("classes") or per_class)
+        parts += [f"### {it.label}", "",
+                  _md_table(["class", "support", "precision", "recall", "F1"],
+                            [[c, _n(_get(per_class, c, "support")), _iv_text(_get(per_class, c, "precision")),
+                              _iv_text(_get(per_class, c, "recall")), _iv_text(_get(per_class, c, "f1"))]
+                             for c in classes]), ""]
+        counts = _get(fx, "confusion_matrix", "counts")
+        if counts:
+            labels = list(_get(fx, "confusion_matrix", "labels") or classes)
+            parts += ["Confusion matrix (counts; rows: target class, columns: predicted class):", "",
+                      _md_table(["target / predicted", *labels, "total"],
+                                [[t, *(_n(v) for v in row), _n(sum(row))] for t, row in zip(labels, counts)]), ""]
+    return "\n".join(parts)
+
+
+def localisation_markdown(items: Sequence[_Loaded]) -> str:
+    """``## Splice-site localisation (step 3)``: top-k accuracy and the hit rates within ± t nt of every
+    row with localisation metrics, each with its interval and n; "" when there is none."""
+    rows = _with_task_key(items, "localisation")
+    if not rows:
+        return ""
+    keys = list(dict.fromkeys(k for it in rows for k in it.metrics["localisation"]))
+    tops, within = _suffix_order(keys, "top"), _suffix_order(keys, "within_")
+    header = ["experiment", "task", "n", *(f"top-{k[3:]}" for k in tops), *(f"within ±{k[7:]} nt" for k in within)]
+    table = [[it.label, it.metrics.get("task", ""), _n(it.metrics["localisation"].get("n")),
+              *(_iv_text(it.metrics["localisation"].get(k)) for k in (*tops, *within))] for it in rows]
+    return "\n".join([
+        "## Splice-site localisation (step 3)", "",
+        "Where the splice change lies: the target is the offset (nt from the variant, in window orientation) of "
+        "the base model's dominant delta score, for the Splice-altering test variants whose dominant delta lies "
+        "within the model's distance (n). Top-k: the target is among the model's k most probable offsets; "
+        "within ± t nt: the most probable offset is at most t nt from the target.", "",
+        _md_table(header, table), "",
+    ])
+
+
+def _quantile_label_counts(item: _Loaded, targets: Sequence[str]) -> dict[str, int]:
+    """Labelled test variants with finite ``target_<t>`` for every quantile target, per label."""
+    pred = item.predictions
+    columns = [f"target_{t}" for t in targets]
+    if not columns or any(c not in pred.columns for c in columns) or "label" not in pred.columns:
+        return {}
+    part = pred[(pred["split"].astype(str) == "test") & pred["label"].isin((0, 1))]
+    ok = np.isfinite(part[columns].to_numpy(np.float64)).all(axis=1)
+    label = part["label"].to_numpy()[ok]
+    return {"splice_altering": int((label == 1).sum()), "normal": int((label == 0).sum())}
+
+
+def quantile_markdown(items: Sequence[_Loaded]) -> str:
+    """``## Quantile delta regression: interval calibration``: nominal vs empirical coverage of the
+    predicted [lowest, highest] quantile interval overall, per target and per label, and the share of
+    targets at or below each predicted quantile; "" when no row has quantile metrics."""
+    rows = _with_task_key(items, "quantile")
+    if not rows:
+        return ""
+    coverage, shares = [], []
+    for it in rows:
+        q = it.metrics["quantile"]
+        nominal = q.get("nominal")
+        interval = q.get("interval") or []
+        span = f"[q{_g(interval[0])}, q{_g(interval[-1])}]" if len(interval) >= 2 else "–"
+        per_target = q.get("per_target") or {}
+        by_label = q.get("by_label") or {}
+        n_label = _quantile_label_counts(it, list(per_target))
+        scopes = [("all targets", q.get("n"), q.get("coverage"))]
+        scopes += [(t, q.get("n"), iv) for t, iv in per_target.items()]
+        scopes += [(name.replace("_", "-").capitalize(), n_label.get(name), iv) for name, iv in by_label.items()]
+        for scope, n, iv in scopes:
+            est = _get(iv, "estimate")
+            diff = None if est is None or nominal is None else float(est) - float(nominal)
+            coverage.append([it.label, span, scope, _n(n), _fmt(nominal), _iv_text(iv), _signed(diff)])
+        for level, iv in (q.get("share_at_or_below") or {}).items():
+            shares.append([it.label, f"q{level}", _fmt(_float(level)), _iv_text(iv)])
+    tolerance = next((it.metrics["quantile"].get("tolerance") for it in rows), None)
+    parts = [
+        "## Quantile delta regression: interval calibration", "",
+        "Coverage of the predicted interval between the lowest and the highest quantile of each delta score: the "
+        "share of the validated targets inside it"
+        + (f" (within {_g(tolerance)}, the resolution of the base model's scores)" if tolerance else "")
+        + ", on the labelled test variants with finite targets; nominal is the interval's level (highest minus "
+        "lowest quantile). Overall and per label every target of a variant counts; n is the number of variants.",
+        "",
+        _md_table(["experiment", "interval", "scope", "n", "nominal", "empirical coverage", "empirical − nominal"],
+                  coverage),
+        "",
+    ]
+    if shares:
+        parts += ["Share of the targets at or below each predicted quantile (ideally the quantile itself):", "",
+                  _md_table(["experiment", "quantile", "nominal", "share at or below"], shares), ""]
+    return "\n".join(parts)
+
+
+def _g(v: Any) -> str:
+    return "–" if v is None else f"{float(v):g}"
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _signed(v: float | None) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:+.3f}"
+
+
+def _best_single_task(items: Sequence[_Loaded], task: str, value: Sequence[str], cv: bool) -> _Loaded | None:
+    """The row of ``task`` (same evaluation as ``cv``) with the largest finite estimate at ``value``."""
+    best, best_value = None, -math.inf
+    for it in items:
+        if it.metrics.get("task") != task or _is_cv(it) != cv:
+            continue
+        est = _get(it.metrics, *value, "estimate")
+        if est is not None and math.isfinite(float(est)) and float(est) > best_value:
+            best, best_value = it, float(est)
+    return best
+
+
+def multitask_markdown(items: Sequence[_Loaded]) -> str:
+    """``## Multi-task model vs single-task models (step 4)``: each multitask row's binary ROC-AUC,
+    effect-type macro-F1 and localisation top-1 next to the best single-task row of the same metric
+    (tasks binary, effect_type, localisation; test-split rows with test-split rows, cross-validated
+    with cross-validated); "" when there is no multitask row."""
+    rows = [it for it in items if it.metrics.get("task") == "multitask"]
+    if not rows:
+        return ""
+    table = []
+    for it in rows:
+        for label, task, value, n_path in MULTITASK_COMPARISONS:
+            mine = _get(it.metrics, *value)
+            best = _best_single_task(items, task, value, _is_cv(it))
+            theirs = _get(best.metrics, *value) if best is not None else None
+            a, b = _get(mine, "estimate"), _get(theirs, "estimate")
+            diff = None if a is None or b is None else float(a) - float(b)
+            table.append([
+                it.label, label, _iv_text(mine), _n(_get(it.metrics, *n_path)),
+                best.label if best is not None else "–", _iv_text(theirs),
+                _n(_get(best.metrics, *n_path)) if best is not None else "–", _signed(diff),
+            ])
+    return "\n".join([
+        "## Multi-task model vs single-task models (step 4)", "",
+        "Each head of a multi-task model next to the best single-task model of the same metric (binary for "
+        "ROC-AUC, effect_type for macro-F1, localisation for top-1), evaluated on the same split (test-split rows "
+        "with test-split rows, cross-validated rows with cross-validated rows). Intervals are each row's own; "
+        "the difference is of the point estimates, not a paired test. '–': no single-task row of that task.", "",
+        _md_table(["multi-task model", "metric", "multi-task", "n", "best single-task model", "single-task", "n",
+                   "difference"], table),
+        "",
+    ])
+
+
+def task_sections(items: Sequence[_Loaded]) -> list[str]:
+    """The non-empty effect-task sections of summary.md, in step order."""
+    sections = (effect_type_markdown(items), localisation_markdown(items), quantile_markdown(items),
+                multitask_markdown(items))
+    return [s for s in sections if s]
+
+
+def task_summary_columns(summary: pd.DataFrame, items: Sequence[_Loaded]) -> pd.DataFrame:
+    """``summary`` (one row per item, in order) with the headline task metrics of the rows that carry
+    them: ``effect_type_n``, ``effect_type_macro_f1``; ``localisation_n``, ``localisation_top1``,
+    ``localisation_top3``, ``localisation_within_2`` ...; ``quantile_n``, ``quantile_nominal``,
+    ``quantile_coverage``; each value with its ``_low`` / ``_high`` bounds. Columns of a task no row
+    has are not added."""
+    if len(summary) != len(items):
+        raise ValueError(f"summary has {len(summary)} rows for {len(items)} report rows")
+    keys = {section: list(dict.fromkeys(k for it in _with_task_key(items, section) for k in it.metrics[section]))
+            for section in ("effect_type", "localisation", "quantile")}
+    values = {"effect_type": ["macro_f1"] if keys["effect_type"] else [],
+              "localisation": [*_suffix_order(keys["localisation"], "top"),
+                               *_suffix_order(keys["localisation"], "within_")],
+              "quantile": ["coverage"] if keys["quantile"] else []}
+    rows = []
+    for it in items:
+        row: dict[str, Any] = {}
+        for section, names in values.items():
+            if not keys[section]:
+                continue
+            m = it.metrics.get(section) if isinstance(it.metrics.get(section), Mapping) else None
+            row[f"{section}_n"] = _get(m, "n")
+            if section == "quantile":
+                row["quantile_nominal"] = _get(m, "nominal")
+            for name in names:
+                row.update(_interval_columns(f"{section}_{name}", _get(m, name)))
+        rows.append(row)
+    extra = pd.DataFrame(rows, index=summary.index)
+    return pd.concat([summary, extra], axis=1) if len(extra.columns) else summary
+
+
+def task_table(items: Sequence[_Loaded]) -> pd.DataFrame:
+    """Long table of the effect-task metrics (columns :data:`TASK_TABLE_COLUMNS`), one value per row.
+
+    ``section``: the metrics.json key; ``metric`` / ``group``: ``macro_f1``; ``precision``, ``recall``,
+    ``f1`` per class (n: its support); ``confusion_count`` (estimate: the count) and ``confusion_rate``
+    per ``target -> predicted`` cell (n: the target class's support); ``top1``, ``top3``, ``within_2``,
+    ``within_5``; ``coverage`` for ``all``, each target and each label (nominal: the interval's level);
+    ``share_at_or_below`` per quantile (nominal: the quantile).
+    """
+    out: list[dict[str, Any]] = []
+    for it in items:
+        base = {"experiment": it.label, "evaluation": it.metrics.get("evaluation", "test split"),
+                "task": it.metrics.get("task", "")}
+
+        def add(section: str, metric: str, group: str, n: Any, iv: Mapping | None, nominal: Any = None,
+                **values: Any) -> None:
+            out.append({**base, "section": section, "metric": metric, "group": group, "n": n,
+                        "nominal": nominal, **{k: _get(iv, k) for k in ("estimate", "low", "high")}, **values})
+
+        fx = it.metrics.get("effect_type")
+        if isinstance(fx, Mapping):
+            add("effect_type", "macro_f1", "", fx.get("n"), fx.get("macro_f1"))
+            for c, cell in (fx.get("per_class") or {}).items():
+                for metric in ("precision", "recall", "f1"):
+                    add("effect_type", metric, c, cell.get("support"), cell.get(metric))
+            cm = fx.get("confusion_matrix") or {}
+            labels = list(cm.get("labels") or [])
+            rate = cm.get("rate") or {}
+            for i, (t, row) in enumerate(zip(labels, cm.get("counts") or [])):
+                for j, (p, count) in enumerate(zip(labels, row)):
+                    group = f"{t} -> {p}"
+                    add("effect_type", "confusion_count", group, sum(row), None, estimate=count)
+                    iv = {k: rate[k][i][j] for k in ("estimate", "low", "high") if k in rate}
+                    add("effect_type", "confusion_rate", group, sum(row), iv)
+        loc = it.metrics.get("localisation")
+        if isinstance(loc, Mapping):
+            keys = list(loc)
+            for key in (*_suffix_order(keys, "top"), *_suffix_order(keys, "within_")):
+                add("localisation", key, "", loc.get("n"), loc.get(key))
+        q = it.metrics.get("quantile")
+        if isinstance(q, Mapping):
+            nominal = q.get("nominal")
+            add("quantile", "coverage", "all", q.get("n"), q.get("coverage"), nominal)
+            for t, iv in (q.get("per_target") or {}).items():
+                add("quantile", "coverage", t, q.get("n"), iv, nominal)
+            n_label = _quantile_label_counts(it, list(q.get("per_target") or {}))
+            for name, iv in (q.get("by_label") or {}).items():
+                add("quantile", "coverage", name, n_label.get(name), iv, nominal)
+            for level, iv in (q.get("share_at_or_below") or {}).items():
+                add("quantile", "share_at_or_below", f"q{level}", q.get("n"), iv, _float(level))
+    return pd.DataFrame(out, columns=list(TASK_TABLE_COLUMNS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,6 +592,11 @@ def _test_arrays(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     s = part["score"].to_numpy(np.float64)
     ok = np.isfinite(s)
     return part["label"].to_numpy()[ok].astype(int), s[ok]
+
+
+def _has_scores(item: _Loaded) -> bool:
+    """Whether a row has a classifier score on a labelled test variant (a localisation model has none)."""
+    return _test_arrays(item.predictions)[0].size > 0
 
 
 def _style(item: _Loaded, i: int) -> dict:
@@ -452,8 +765,18 @@ def build_report(
     figures: Mapping[str, str | os.PathLike],
     regions_tsv: str | os.PathLike | None = None,
     meta: Mapping[str, Any] | None = None,
+    importance: Mapping[str, str | os.PathLike] | None = None,
+    sweeps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    tasks_tsv: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Write the summary tables and figures (``figures`` maps each name of FIGURES to a PNG path)."""
+    """Write the summary tables and figures (``figures`` maps each name of FIGURES to a PNG path).
+
+    ``importance``: stacked experiment -> its importance.tsv (a feature-importance section);
+    ``sweeps``: sweep name -> its children (:func:`metasplice.sweeps.expand_sweeps`), one table each.
+    Rows of the effect tasks add their sections (:func:`task_sections`); ``tasks_tsv``: where to write
+    the long table of their metrics (:func:`task_table`). The ROC and PR figures show the rows that
+    have a classifier score (not a localisation model).
+    """
     missing = [f for f in FIGURES if f not in figures]
     if missing:
         raise ValueError(f"figure paths missing for {missing}")
@@ -468,7 +791,15 @@ def build_report(
     meta.setdefault("seed", _get(first, "bootstrap", "seed"))
     meta.setdefault("level", _get(first, "bootstrap", "level") or 0.95)
     meta.setdefault("fixed_threshold", _get(first, "fixed_threshold", "threshold"))
-    summary = summary_table(items)
+    if importance:
+        tables = {name: pd.read_csv(path, sep="\t") for name, path in importance.items()}
+        meta["sections"] = [*meta.get("sections", ()), importance_markdown(tables)]
+    summary = task_summary_columns(summary_table(items), items)
+    if sweeps:
+        from metasplice.sweeps import sweep_markdown, sweep_tables
+
+        meta["sections"] = [*meta.get("sections", ()), sweep_markdown(sweep_tables(summary, sweeps))]
+    meta["sections"] = [*meta.get("sections", ()), *task_sections(items)]
     regions = region_table(items, "region")
     types = region_table(items, "variant_type")
     write_tsv(summary, summary_tsv)
@@ -476,10 +807,13 @@ def build_report(
         write_tsv(pd.concat([regions.assign(breakdown="region").rename(columns={"region": "group"}),
                              types.assign(breakdown="variant_type").rename(columns={"variant_type": "group"})],
                             ignore_index=True), regions_tsv)
+    if tasks_tsv is not None:
+        write_tsv(task_table(items), tasks_tsv)
     with atomic_output(summary_md) as tmp:
         Path(tmp).write_text(markdown(summary, regions, types, meta))
-    plot_curves(items, "roc", figures["roc"])
-    plot_curves(items, "pr", figures["pr"])
+    scored = [it for it in items if _has_scores(it)]
+    plot_curves(scored, "roc", figures["roc"])
+    plot_curves(scored, "pr", figures["pr"])
     plot_training(items, figures["training"])
     plot_scatter(items, figures["scatter"])
     plot_regions(items, figures["regions"])

@@ -1,12 +1,24 @@
 """Training loop for the meta-models.
 
 Data: ``sequences/ctx{L}.npz`` (ref/alt uint8 tokens, row order of variants.parquet), ``variants.parquet``
-(``label`` 1 Splice-altering / 0 Normal / -1 other, ``split``) and, for the delta task,
-``targets/{base}/scores.parquet`` (``target_DS_*``: label 1 -> SpliceAI DS, label 0 -> 0, else NaN).
+(``label`` 1 Splice-altering / 0 Normal / -1 other, ``split``; ``strand`` for localisation) and, for
+every task but ``binary``, ``targets/{base}/scores.parquet`` (``target_DS_*``: label 1 -> SpliceAI DS,
+label 0 -> 0, else NaN; ``DS_*``/``DP_*`` for the effect classes and offsets of
+:mod:`metasplice.effects`).
 
-- training rows: split ``train``, label 0/1 (and finite targets for ``delta``), balanced by drawing
+Targets and training rows per task (``y`` of :class:`TrainingData`; NaN = no target):
+
+- ``binary``: label == 1; ``delta`` and ``quantile``: the validated delta targets;
+- ``effect_type``: the effect class index (Normal rows: ``normal``; Splice-altering rows without a
+  class are left out);
+- ``localisation``: the offset class index; trained on the Splice-altering rows that have one only,
+  all of them (no Normal rows, so no balancing; ``max_samples`` caps them with a seeded draw);
+- ``multitask``: [binary, effect class, offset class, delta targets...]; every label 0/1 row trains
+  the binary head, each other head's loss uses the rows where its target is defined.
+
+- training rows: split ``train``, label 0/1 with the task's targets, balanced by drawing
   the same number of Splice-altering and Normal rows (the smaller class whole, capped at
-  ``max_samples // 2`` each), once, with the run's seed;
+  ``max_samples // 2`` each), once, with the run's seed (every task but ``localisation``);
 - validation rows: split ``val`` (grouped by gene or chromosome upstream), label 0/1, all of them
   (or a seeded draw of ``max_val_samples``); early stopping and best-epoch selection use it;
 - AdamW, per-group learning rates (a foundation encoder trains at its own rate) under one linear
@@ -43,7 +55,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
+from metasplice import effects
 from metasplice.models import build_model, save_model
+from metasplice.models.common import monotone_quantiles, output_layout, task_config_dict, transform_outputs
 from metasplice.models.registry import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -104,13 +118,17 @@ class TrainConfig:
 
 @dataclass
 class TrainingData:
-    """Row-aligned arrays for one experiment: tokens, targets (N, n_outputs), label, split."""
+    """Row-aligned arrays for one experiment: tokens, targets (N, n_targets; see the module docstring),
+    label, split; ``usable`` marks the rows with the task's targets (None: label 0/1 and finite ``y``),
+    ``balanced`` draws as many Splice-altering as Normal training rows."""
 
     ref: np.ndarray
     alt: np.ndarray
     y: np.ndarray
     label: np.ndarray
     split: np.ndarray
+    usable: np.ndarray | None = None
+    balanced: bool = True
 
 
 def load_training_data(
@@ -120,13 +138,20 @@ def load_training_data(
     task: str,
     targets: tuple[str, ...] = (),
     context: int | None = None,
+    options: Any = None,
 ) -> TrainingData:
-    """Read the window, variant and (delta task) target files; check they are row-aligned."""
+    """Read the window, variant and (every task but binary) scores files; check they are row-aligned.
+
+    ``options``: the model config, for the task options of the effect tasks (``complex_fraction``,
+    ``min_effect_score``, ``distance``; defaults of :mod:`metasplice.effects` when None). The windows'
+    orientation comes from the windows file (``strand_oriented``, True when it does not say).
+    """
     with np.load(sequences) as npz:
         missing = {"ref", "alt"} - set(npz.files)
         if missing:
             raise ValueError(f"{sequences}: missing arrays {sorted(missing)} (expected ref and alt)")
         ref, alt = npz["ref"], npz["alt"]
+        strand_oriented = bool(npz["strand_oriented"]) if "strand_oriented" in npz.files else True
     if ref.dtype != np.uint8 or alt.dtype != np.uint8 or ref.shape != alt.shape or ref.ndim != 2:
         raise ValueError(f"{sequences}: ref/alt must be uint8 [N, L] of equal shape, got {ref.dtype}{ref.shape}, "
                          f"{alt.dtype}{alt.shape}")
@@ -136,26 +161,82 @@ def load_training_data(
     if len(table) != len(ref):
         raise ValueError(f"{sequences} has {len(ref)} rows but {variants} has {len(table)}; re-extract the sequences")
     label = table["label"].to_numpy(dtype=np.int8)
+    split = table["split"].astype(str).to_numpy()
     if task == "binary":
         y = (label == 1).astype(np.float32)[:, None]
-    else:
-        if scores is None:
-            raise ValueError("task 'delta' needs the targets file (targets/{base}/scores.parquet)")
+        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split)
+    if scores is None:
+        raise ValueError(f"task {task!r} needs the base model's scores file (targets/{{base}}/scores.parquet)")
+    frame = pd.read_parquet(scores)
+    if len(frame) != len(table):
+        raise ValueError(f"{scores} has {len(frame)} rows but {variants} has {len(table)}; rerun the base model")
+    delta = None
+    if task in ("delta", "quantile", "multitask"):
         columns = [f"target_{t}" for t in targets]
-        frame = pd.read_parquet(scores)
         absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise ValueError(f"{scores}: missing target columns {absent}")
-        if len(frame) != len(table):
-            raise ValueError(f"{scores} has {len(frame)} rows but {variants} has {len(table)}; rerun the base model")
-        y = frame[columns].to_numpy(dtype=np.float32)
-    return TrainingData(ref=ref, alt=alt, y=y, label=label, split=table["split"].astype(str).to_numpy())
+        delta = frame[columns].to_numpy(dtype=np.float32)
+    if task in ("delta", "quantile"):
+        return TrainingData(ref=ref, alt=alt, y=delta, label=label, split=split)
+    strand = None
+    if task in ("localisation", "multitask") and strand_oriented:
+        if "strand" not in _parquet_columns(variants):
+            raise ValueError(f"{variants} has no 'strand' column, needed to orient the offsets of the "
+                             f"strand-oriented windows of {sequences}")
+        strand = pd.read_parquet(variants, columns=["strand"])["strand"].astype(str).to_numpy()
+    try:
+        classes = offsets = None
+        if task in ("effect_type", "multitask"):
+            classes = effects.config_effect_labels(frame, label, options)
+        if task in ("localisation", "multitask"):
+            offsets = effects.config_localisation_targets(frame, label, strand, strand_oriented, options)
+    except ValueError as error:
+        raise ValueError(f"{scores}: {error}") from error
+    labelled = np.isin(label, (0, 1))
+    if task == "effect_type":
+        y = _with_nan(classes)[:, None]
+        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (classes >= 0))
+    if task == "localisation":
+        y = _with_nan(offsets)[:, None]
+        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (offsets >= 0),
+                            balanced=False)
+    if task != "multitask":
+        raise ValueError(f"unknown task {task!r}")
+    binary = np.where(labelled, (label == 1).astype(np.float32), np.nan).astype(np.float32)
+    y = np.column_stack([binary, _with_nan(classes), _with_nan(offsets), delta]).astype(np.float32)
+    return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled)
+
+
+def _parquet_columns(path: str | os.PathLike) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _with_nan(index: np.ndarray) -> np.ndarray:
+    """Class indices as float32 with NaN for -1 (no target)."""
+    return np.where(index >= 0, index, np.nan).astype(np.float32)
 
 
 def select_rows(data: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows balanced between Splice-altering and Normal, validation rows), sorted, seeded."""
-    usable = np.isin(data.label, (0, 1)) & np.isfinite(data.y).all(axis=1)
+    """(training rows balanced between Splice-altering and Normal, validation rows), sorted, seeded.
+
+    Unbalanced data (``data.balanced`` false) trains on every usable training row instead (a seeded
+    draw of ``max_samples`` of them when capped).
+    """
+    if data.usable is not None:
+        usable = np.asarray(data.usable, dtype=bool)
+    else:
+        usable = np.isin(data.label, (0, 1)) & np.isfinite(data.y).all(axis=1)
     rng = np.random.default_rng(config.seed)
+    if not data.balanced:
+        train = np.flatnonzero(usable & (data.split == "train"))
+        if len(train) == 0:
+            raise ValueError("training split has no rows with the task's targets")
+        if config.max_samples is not None and len(train) > config.max_samples:
+            train = np.sort(rng.choice(train, config.max_samples, replace=False))
+        return train, _validation_rows(data, usable, config, rng)
     positives = np.flatnonzero(usable & (data.split == "train") & (data.label == 1))
     negatives = np.flatnonzero(usable & (data.split == "train") & (data.label == 0))
     if len(positives) == 0 or len(negatives) == 0:
@@ -166,12 +247,17 @@ def select_rows(data: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np
         per_class = min(per_class, config.max_samples // 2)
     train = np.sort(np.concatenate([rng.choice(positives, per_class, replace=False),
                                     rng.choice(negatives, per_class, replace=False)]))
+    return train, _validation_rows(data, usable, config, rng)
+
+
+def _validation_rows(data: TrainingData, usable: np.ndarray, config: TrainConfig,
+                     rng: np.random.Generator) -> np.ndarray:
     val = np.flatnonzero(usable & (data.split == "val"))
     if len(val) == 0:
         raise ValueError("no validation rows (split 'val' with label 0/1 and finite targets); check the split settings")
     if config.max_val_samples is not None and len(val) > config.max_val_samples:
         val = np.sort(rng.choice(val, config.max_val_samples, replace=False))
-    return train, val
+    return val
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -221,16 +307,112 @@ def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, config: T
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def loss_function(task: str, delta_loss: str = "mse") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Mean loss of raw outputs vs targets: BCE on the logit (binary) or MSE/BCE on sigmoid outputs (delta)."""
-    if task == "binary" or delta_loss == "bce":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out.float(), y)
-    return lambda out, y: F.mse_loss(torch.sigmoid(out.float()), y)
+def loss_function(
+    task: str,
+    delta_loss: str = "mse",
+    model_config: Any = None,
+    class_weights: np.ndarray | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Mean loss of raw outputs vs targets.
+
+    binary: BCE on the logit; delta: MSE/BCE on sigmoid outputs; effect_type and localisation:
+    cross-entropy over the classes (effect classes weighted by ``class_weights``); quantile: pinball
+    loss of the monotone quantiles (mean over rows, targets and levels); multitask: the
+    ``loss_weights``-weighted sum of the heads' losses, each over the rows of the batch where its
+    target is defined (a head without such rows adds 0). The tasks beyond delta and binary need
+    ``model_config`` (their output layout and options).
+    """
+    if task in ("delta", "binary"):
+        if task == "binary" or delta_loss == "bce":
+            return lambda out, y: F.binary_cross_entropy_with_logits(out.float(), y)
+        return lambda out, y: F.mse_loss(torch.sigmoid(out.float()), y)
+    if model_config is None:
+        raise ValueError(f"the loss of task {task!r} needs the model config")
+    weight = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+    if task == "effect_type":
+        return lambda out, y: _cross_entropy(out, y[:, 0], weight)
+    if task == "localisation":
+        return lambda out, y: _cross_entropy(out, y[:, 0], None)
+    if task == "quantile":
+        levels = tuple(float(q) for q in model_config.quantiles)
+        return lambda out, y: _pinball(out, y, levels)
+    if task != "multitask":
+        raise ValueError(f"unknown task {task!r}")
+    layout = output_layout(model_config)
+    bounds, start = {}, 0
+    for head, names in layout.items():
+        bounds[head] = slice(start, start + len(names))
+        start += len(names)
+    weights = effects.check_loss_weights(model_config.loss_weights)
+    columns = {"binary": slice(0, 1), "effect_type": slice(1, 2), "localisation": slice(2, 3),
+               "delta": slice(3, None)}
+
+    def head_loss(head: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        o, t = out[:, bounds[head]], y[:, columns[head]]
+        if head == "binary":
+            return _masked_bce(o, t)
+        if head == "delta":
+            return _delta_loss(o, t, delta_loss)
+        return _cross_entropy(o, t[:, 0], weight if head == "effect_type" else None)
+
+    def multitask(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(w * head_loss(head, out, y) for head, w in weights.items() if w > 0)
+
+    return multitask
 
 
-def classifier_score(predictions: np.ndarray) -> np.ndarray:
-    """One Splice-altering score per row: the largest predicted delta score, or the binary probability."""
-    return predictions.max(axis=1)
+# The masked losses below average over the rows whose target is defined (finite) without indexing by
+# the mask, so they never wait on the device; a batch without such rows gives 0 (and zero gradients).
+
+
+def _row_mask(y: torch.Tensor) -> torch.Tensor:
+    """(B,) float: 1 where every target of the row is finite."""
+    return torch.isfinite(y).all(dim=1).float() if y.dim() == 2 else torch.isfinite(y).float()
+
+
+def _masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    mask = _row_mask(y)[:, None]
+    loss = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(y), reduction="none")
+    return (loss * mask).sum() / (mask.sum() * y.shape[1]).clamp_min(1.0)
+
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """(Weighted) cross-entropy over the rows whose class (float index, NaN = none) is defined, as
+    ``F.cross_entropy`` on those rows: sum of w[y] x nll / sum of w[y]."""
+    mask = _row_mask(target)
+    index = torch.nan_to_num(target).long()
+    w = weight.to(logits.device) if weight is not None else None
+    nll = F.cross_entropy(logits.float(), index, weight=w, reduction="none")  # already x w[y]
+    row_weight = (w[index] if w is not None else torch.ones_like(mask)) * mask
+    return (nll * mask).sum() / row_weight.sum().clamp_min(1e-12)
+
+
+def _delta_loss(out: torch.Tensor, y: torch.Tensor, delta_loss: str) -> torch.Tensor:
+    """MSE/BCE of sigmoid outputs over the rows whose delta targets are all finite."""
+    if delta_loss == "bce":
+        return _masked_bce(out, y)
+    mask = _row_mask(y)[:, None]
+    loss = (torch.sigmoid(out.float()) - torch.nan_to_num(y)) ** 2
+    return (loss * mask).sum() / (mask.sum() * y.shape[1]).clamp_min(1.0)
+
+
+def _pinball(out: torch.Tensor, y: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
+    """Pinball (quantile) loss of the monotone quantile predictions vs the delta targets (B, T), averaged
+    over rows with finite targets, targets and quantile levels."""
+    mask = _row_mask(y)[:, None, None]
+    pred = monotone_quantiles(out, len(quantiles)).reshape(y.shape[0], y.shape[1], len(quantiles))
+    q = torch.tensor(quantiles, dtype=pred.dtype, device=pred.device)
+    diff = torch.nan_to_num(y)[:, :, None] - pred
+    loss = torch.maximum(q * diff, (q - 1) * diff)
+    return (loss * mask).sum() / (mask.sum() * y.shape[1] * len(quantiles)).clamp_min(1.0)
+
+
+def classifier_score(predictions: np.ndarray, task: str = "delta", output_names: tuple[str, ...] = ()) -> np.ndarray:
+    """One Splice-altering score per row: the largest predicted delta score, or the binary probability
+    (other tasks: :func:`metasplice.effects.classifier_scores`; NaN for localisation)."""
+    if task in ("delta", "binary"):
+        return predictions.max(axis=1)
+    return effects.classifier_scores(predictions, task, output_names)
 
 
 def auroc(label: np.ndarray, score: np.ndarray) -> float:
@@ -247,7 +429,8 @@ def predict(
     device: str | torch.device | None = None,
     amp: str = "off",
 ) -> np.ndarray:
-    """Probabilities (N, n_outputs): sigmoid of the raw outputs (delta scores, or P(Splice-altering))."""
+    """Predictions (N, n_outputs): sigmoid of the raw outputs (delta scores, or P(Splice-altering)); class
+    probabilities and monotone quantiles for the other tasks (:func:`metasplice.models.common.transform_outputs`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = amp_dtype(device, amp)
     was_training = model.training
@@ -257,16 +440,18 @@ def predict(
         r = torch.as_tensor(ref[start : start + batch_size]).to(device)
         a = torch.as_tensor(alt[start : start + batch_size]).to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out.append(torch.sigmoid(model(r, a).float()).cpu())
+            out.append(transform_outputs(getattr(model, "config", None), model(r, a)).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, len(model.output_names)), np.float32)
 
 
 def _evaluate(model: nn.Module, tensors: dict[str, torch.Tensor], label: np.ndarray, criterion: Callable,
               batch_size: int, dtype: torch.dtype | None) -> tuple[float, float]:
-    """(mean loss, AUROC of the classifier score) on one split."""
+    """(mean loss, AUROC of the classifier score; NaN for a task without one) on one split."""
     model.eval()
     total, scores = 0.0, []
+    config = getattr(model, "config", None)
+    task = getattr(config, "task", "delta")
     device = tensors["ref"].device
     with torch.no_grad():
         for start in range(0, len(label), batch_size):
@@ -274,9 +459,12 @@ def _evaluate(model: nn.Module, tensors: dict[str, torch.Tensor], label: np.ndar
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 raw = model(tensors["ref"][sl], tensors["alt"][sl])
             total += criterion(raw, tensors["y"][sl]).item() * len(raw)
-            scores.append(torch.sigmoid(raw.float()).cpu())
+            scores.append(transform_outputs(config, raw).cpu())
     model.train()
-    return total / len(label), auroc(label, classifier_score(torch.cat(scores).numpy()))
+    if task == "localisation":
+        return total / len(label), float("nan")
+    score = classifier_score(torch.cat(scores).numpy(), task, tuple(model.output_names))
+    return total / len(label), auroc(label, score)
 
 
 def train_step(
@@ -311,7 +499,7 @@ def _fingerprint(architecture: str, model_config: Any, config: TrainConfig, trai
                  val_idx: np.ndarray) -> str:
     """Hash of everything that determines the result; a saved state is resumed only when it matches."""
     train_fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUNTIME_FIELDS}
-    payload = json.dumps([architecture, dataclasses.asdict(model_config), train_fields], sort_keys=True, default=str)
+    payload = json.dumps([architecture, task_config_dict(model_config), train_fields], sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode())
     digest.update(train_idx.astype(np.int64).tobytes())
     digest.update(val_idx.astype(np.int64).tobytes())
@@ -384,11 +572,23 @@ def train_model(
     if config.amp in ("bf16", "fp16") and device.type != "cuda":
         log.info("amp=%s ignored on %s (autocast is used on CUDA only)", config.amp, device)
     task = model.config.task
-    criterion = loss_function(task, config.delta_loss)
+    if task == "localisation" and config.monitor == "val_auroc":
+        raise ValueError("task 'localisation' has no classifier score to monitor; use monitor: val_loss")
     train_idx, val_idx = select_rows(data, config)
+    class_weights = None
+    if task in ("effect_type", "multitask"):
+        classes = data.y[train_idx, 0 if task == "effect_type" else 1]
+        class_weights = effects.effect_class_weights(classes[np.isfinite(classes)], model.config.class_weighting)
+        log.info("effect class weights (%s): %s", model.config.class_weighting,
+                 ", ".join(f"{c} {w:.3g}" for c, w in zip(effects.EFFECT_CLASSES, class_weights)))
+    criterion = loss_function(task, config.delta_loss, model.config, class_weights)
     n_train = len(train_idx)
-    log.info("device %s, autocast %s; %d training rows (%d per class), %d validation rows", device,
-             dtype, n_train, n_train // 2, len(val_idx))
+    if data.balanced:
+        log.info("device %s, autocast %s; %d training rows (%d per class), %d validation rows", device,
+                 dtype, n_train, n_train // 2, len(val_idx))
+    else:
+        log.info("device %s, autocast %s; %d training rows, %d validation rows", device, dtype, n_train,
+                 len(val_idx))
 
     def tensors(idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {"ref": torch.from_numpy(data.ref[idx]).to(device), "alt": torch.from_numpy(data.alt[idx]).to(device),
@@ -470,6 +670,8 @@ def train_model(
                "early_stopped": best["stopped"], "monitor": config.monitor, "best_value": best["value"],
                "n_train": n_train, "n_val": len(val_idx), "device": str(device),
                "torch": str(torch.__version__)}
+    if class_weights is not None:
+        summary["class_weights"] = dict(zip(effects.EFFECT_CLASSES, map(float, class_weights)))
     write_history(history, history_out)
     save_model(model_out, model, dataclasses.asdict(config), summary)
     if state_file is not None:
@@ -495,5 +697,5 @@ def run_experiment(
     seed_everything(config.seed)
     model = build_model(architecture, model_config)
     data = load_training_data(sequences, variants, scores, model_config.task, model_config.targets,
-                              model_config.context)
+                              model_config.context, model_config)
     return train_model(model, data, config, model_out, history_out, state_path, on_epoch_end)

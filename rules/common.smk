@@ -8,6 +8,8 @@ sys.path.insert(0, workflow.basedir)
 
 import metasplice.evaluate as mseval
 from metasplice.evaluate import REPORT_OUTPUTS
+from metasplice.models.common import task_config_dict
+from metasplice.sweeps import expand_sweeps
 
 min_version("9.0")
 
@@ -18,6 +20,12 @@ os.environ.update(PYTHONPATH=os.pathsep.join(_pythonpath))
 
 
 validate(config, schema="schemas/config.schema.yaml")
+
+# Sweeps: an experiment with `sweep:` becomes one experiment per combination of its values
+# (metasplice/sweeps.py); the sweep's children are kept under `_sweeps` for the report.
+config["experiments"], config["_sweeps"] = expand_sweeps(
+    config["experiments"], demo=config["dataset"] == "demo"
+)
 
 
 wildcard_constraints:
@@ -73,8 +81,11 @@ RUNTIME_TRAIN_KEYS = ("device", "eval_batch_size", "log_every", "compile")
 
 def train_params(wildcards):
     """Params of training jobs (what reruns them): the resolved experiment minus GPUs, threads, device."""
-    exp = mseval.resolve_instance(config, wildcards.experiment).to_dict()
+    instance = mseval.resolve_instance(config, wildcards.experiment)
+    exp = instance.to_dict()
     exp.pop("gpu"), exp.pop("threads")
+    # options the task does not use leave the params (and so the job) unchanged
+    exp["model_config"] = task_config_dict(instance.model_config)
     exp["train_config"] = {
         k: v for k, v in exp["train_config"].items() if k not in RUNTIME_TRAIN_KEYS
     }

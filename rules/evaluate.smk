@@ -4,6 +4,8 @@
 # come from metasplice.evaluate's workflow-wiring functions.
 #
 #   results/eval/{experiment}/predictions.parquet, metrics.json       rule evaluate
+#       (a trained model on its windows; a stacked model from its features; an ensemble from its
+#       members' predictions, never retraining them)
 #   results/eval/baseline/{base}/predictions.parquet, metrics.json    rule evaluate_baseline
 #   results/report/summary.md, summary.tsv, breakdowns.tsv, figures/   rule report (target: tables)
 #
@@ -32,6 +34,8 @@ rule evaluate:
     threads: 2
     params:
         evaluation=lambda wc: mseval.evaluation_params(config),
+        kind=lambda wc: mseval.experiment_kind(config, wc.experiment),
+        ensemble=lambda wc: mseval.ensemble_params(config, wc.experiment),
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -134,6 +138,12 @@ rule report:
             caption="report/breakdowns.rst",
             category="Tables",
             labels={"table": "by region and variant type"},
+        ),
+        tasks=report(
+            mseval.REPORT_TABLES["tasks"],
+            caption="report/tasks.rst",
+            category="Tables",
+            labels={"table": "multi-step task metrics (long format)"},
         ),
         roc=report(
             mseval.REPORT_FIGURES["roc"],

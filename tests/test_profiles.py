@@ -208,6 +208,19 @@ def test_kubernetes_profile_gpu_handling(monkeypatch):
 # the real-data DAG, planned through the profiles
 
 
+def expected_training_jobs(config: dict) -> int:
+    """Trained experiments (sweeps expanded) plus one out-of-fold instance per stacked member and group."""
+    from metasplice.experiments import trained_experiments
+    from metasplice.stacking import OOFConfig, StackConfig, is_stacked
+    from metasplice.sweeps import expand_sweeps
+
+    demo = config.get("dataset") == "demo"
+    experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]
+    members = {m for name, spec in experiments.items() if is_stacked(spec)
+               for m in StackConfig.from_spec(name, spec, demo).members}
+    return len(trained_experiments(experiments)) + len(members) * OOFConfig.from_config(config).oof_folds
+
+
 def check_real_dag(jobs: list[dict], config: dict, rules: set[str], gpu_key: str = "gpu") -> dict[str, list[dict]]:
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
@@ -216,7 +229,7 @@ def check_real_dag(jobs: list[dict], config: dict, rules: set[str], gpu_key: str
     assert "make_demo" not in by_rule  # the real dataset, not the demo
     assert len(by_rule["extract_sequences"]) == len(config["sequences"]["contexts"])
     if "train" in rules:
-        assert len(by_rule["train"]) == len(config.get("experiments") or {})
+        assert len(by_rule["train"]) == expected_training_jobs({**config, "dataset": "splicevardb_grch38"})
         for job in by_rule["train"]:
             assert int(job["resources"][gpu_key]) == expected_training_gpus(config), job
     for job in jobs:

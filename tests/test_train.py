@@ -252,9 +252,16 @@ def test_default_experiments_resolve_real_and_demo():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     real = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001])
     demo = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001], demo=True)
-    assert set(real) == set(demo) == {
+    predecessor = {
         "quick_test", "full_dataset", "early_stopping", "hyenadna_small_frozen", "hyenadna_medium_finetune",
         "binary_quick", "binary_full", "long_context_2k", "hyenadna_small_frozen_binary"}
+    wishlist = {"effect_type", "localisation", "quantile_delta", "multitask"}
+    sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (64, 128)}
+    demo_sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)}
+    assert set(real) == predecessor | wishlist | sweep and set(demo) == predecessor | wishlist | demo_sweep
+    assert {x.task for x in real.values()} == {"delta", "binary", "effect_type", "localisation", "quantile",
+                                               "multitask"}
+    assert real["cnn_sweep.context-1001.hidden-128"].context == 1001
     q = real["quick_test"]
     assert (q.train_config.max_samples, q.train_config.epochs, q.train_config.batch_size) == (1000, 40, 32)
     f = real["full_dataset"]

@@ -91,8 +91,11 @@ def test_demo_base_model_scores_are_row_aligned(demo_run):
 def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_run):
     import yaml
 
-    experiments = list(yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"])
-    for name in experiments:
+    from metasplice.experiments import trained_experiments
+
+    configured = yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"]
+    experiments = list(configured)
+    for name in trained_experiments(configured):
         assert (demo_run / f"results/models/{name}/model.pt").stat().st_size > 0
         assert len(pd.read_csv(demo_run / f"results/models/{name}/history.tsv", sep="\t")) >= 1
         assert (demo_run / f"logs/train/{name}.log").exists()
@@ -104,3 +107,32 @@ def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_ru
     for figure in ("roc", "pr", "training", "scatter", "regions"):
         png = demo_run / f"results/report/figures/{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_demo_stacked_model_is_not_below_spliceai_and_uses_out_of_fold_members(demo_run):
+    """The stacked model has the SpliceAI scores among its features: falling below the SpliceAI row
+    on the test split would mean a bug (or a broken leakage guard)."""
+    import json
+
+    summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
+    stacked, baseline = summary.loc["stacked"], summary.loc["spliceai (baseline)"]
+    assert stacked["roc_auc"] >= baseline["roc_auc"], (stacked["roc_auc"], baseline["roc_auc"])
+    assert stacked["n_test"] == baseline["n_test"]  # the same test variants
+    assert stacked["roc_auc_low"] < stacked["roc_auc"] < stacked["roc_auc_high"]
+    assert 0 <= stacked["p_roc_auc_bootstrap"] <= 1 and stacked["compared_with"] == "spliceai"
+    model_dir = demo_run / "results/models/stacked"
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["learner"] in ("hgb", "logreg") and "member_binary_quick" in meta["feature_names"]
+    assert (model_dir / "members/binary_quick.pt").stat().st_size > 0
+    importance = pd.read_csv(model_dir / "importance.tsv", sep="\t")
+    assert set(importance["feature"]) == set(meta["feature_names"])
+    # the member was trained once per out-of-fold group (3 on the demo), each scoring its held-out rows
+    held_out = []
+    for j in range(3):
+        oof = pd.read_parquet(demo_run / f"results/stacking/main/oof{j}/variants.parquet", columns=["split"])
+        pred = pd.read_parquet(demo_run / f"results/eval/binary_quick__oof{j}/predictions.parquet")
+        assert (pred["split"] == "test").sum() == (oof["split"] == "test").sum() > 0
+        held_out.append(set(pred.loc[pred["split"] == "test", "variant_id"]))
+    assert not held_out[0] & held_out[1] and not held_out[1] & held_out[2]
+    report = (demo_run / "results/report/summary.md").read_text()
+    assert "## Stacked models: feature importance" in report and "### stacked" in report

@@ -1,13 +1,19 @@
 """evaluate: a trained experiment on its validation + test windows -> predictions.parquet, metrics.json.
 
+A stacked experiment is evaluated from its model directory (features.parquet, stacker.joblib), an
+ensemble from its members' predictions.
 Also the cross-validation aggregation (rule evaluate_cv): the evaluated folds E__fold{k} -> pooled
 predictions.parquet and metrics.json of E.
 """
+
+from pathlib import Path
 
 import torch
 
 from metasplice.crossval import aggregate_experiment_files
 from metasplice.evaluate import EvalConfig, evaluate_experiment_files
+from metasplice.ensemble import EnsembleConfig, evaluate_ensemble_files
+from metasplice.stacking import evaluate_stacked_files
 from metasplice.workflow import run_logged
 
 
@@ -17,6 +23,31 @@ def main(sm) -> None:
         aggregate_experiment_files(
             fold_predictions=list(sm.input.predictions),
             fold_metrics=list(sm.input.metrics),
+            variants_path=sm.input.variants,
+            reference_scores_path=sm.input.reference,
+            predictions_out=sm.output.predictions,
+            metrics_out=sm.output.metrics,
+            experiment=sm.wildcards.experiment,
+            cfg=cfg,
+        )
+        return
+    if sm.params.kind == "ensemble":
+        settings = dict(sm.params.ensemble)
+        config = EnsembleConfig.from_dict(settings, sm.wildcards.experiment)
+        evaluate_ensemble_files(
+            member_predictions=dict(zip(config.members, sm.input.predictions)),
+            variants_path=sm.input.variants,
+            reference_scores_path=sm.input.reference,
+            predictions_out=sm.output.predictions,
+            metrics_out=sm.output.metrics,
+            experiment=sm.wildcards.experiment,
+            config=config,
+            cfg=cfg,
+        )
+        return
+    if sm.params.kind == "stacked":
+        evaluate_stacked_files(
+            model_dir=Path(sm.input.stacker).parent,
             variants_path=sm.input.variants,
             reference_scores_path=sm.input.reference,
             predictions_out=sm.output.predictions,

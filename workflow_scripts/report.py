@@ -10,9 +10,8 @@ def main(sm) -> None:
         Entry(f"{b} (baseline)", m, pr)
         for b, m, pr in zip(p["baselines"], inp.baseline_metrics, inp.baseline_predictions)
     ]
-    entries += [
-        Entry(e, m, pr, h) for e, m, pr, h in zip(p["experiments"], inp.metrics, inp.predictions, inp.histories)
-    ]
+    histories = dict(zip(p["trained"], inp.histories))
+    entries += [Entry(e, m, pr, histories.get(e)) for e, m, pr in zip(p["experiments"], inp.metrics, inp.predictions)]
     if p["cross_validation"]:
         entries += [
             Entry(f"{b} (baseline, CV)", m, pr)
@@ -25,11 +24,14 @@ def main(sm) -> None:
         summary_md=out.summary_md,
         summary_tsv=out.summary_tsv,
         regions_tsv=out.breakdowns,
+        tasks_tsv=out.tasks,
         figures={name: getattr(out, name) for name in ("roc", "pr", "training", "scatter", "regions")},
         meta={
             "reference": p["reference"],
             "test_description": "variants on " + ", ".join(p["test_chroms"]) + " (label Splice-altering vs Normal)",
         },
+        importance=dict(zip(p["stacked"], inp.importance)),
+        sweeps=p["sweeps"],
     )
 
 

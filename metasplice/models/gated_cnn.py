@@ -1,10 +1,13 @@
-"""Gated dilated residual CNN over the ref and alt windows (delta regressor or binary classifier).
+"""Gated dilated residual CNN over the ref and alt windows (every task of :mod:`.common`).
 
     ref, alt (B, L) tokens ──one-hot──> shared GatedDilatedEncoder ──> h_ref, h_alt (B, H, L)
     fuse: 1x1 conv [h_alt, h_alt - h_ref] -> H, one gated block         (B, H, L)
     read-out: the variant's centre positions (L//2 ± centre_flank, flattened)
               + attention pooling over the whole window (attention_heads x H)
-    head: MLP -> one output per target (task ``delta``) or one logit (task ``binary``)
+    head: MLP -> one output per target (task ``delta``) or one logit (task ``binary``), one logit per
+          effect class (``effect_type``), quantiles per target (``quantile``)
+    offset head (``localisation``; ``multitask`` adds it to the binary, effect-type and delta outputs
+          of the MLP): position-wise MLP on the fused map at L//2 ± distance -> one logit per offset
 
 The encoder is shared by ref and alt (one pass over a 2B batch), so the fused map sees what the
 variant changes at every position; the read-out keeps the variant position instead of averaging it
@@ -25,9 +28,12 @@ from metasplice.models.common import (
     GatedDilatedEncoder,
     GatedResidualBlock,
     MLPHead,
+    OffsetHead,
     check_task,
+    check_task_options,
     check_tokens,
     one_hot,
+    output_layout,
     output_names,
 )
 
@@ -36,7 +42,7 @@ from metasplice.models.common import (
 class GatedCNNConfig:
     """Hyper-parameters of :class:`GatedCNN` (saved inside every checkpoint)."""
 
-    task: str = "delta"  # delta | binary
+    task: str = "delta"  # delta | binary | effect_type | localisation | quantile | multitask
     targets: tuple[str, ...] = DS_TARGETS  # delta targets (validated SpliceAI delta scores)
     context: int = 401  # window length L; the variant sits at L // 2
     hidden: int = 128  # channels
@@ -46,6 +52,14 @@ class GatedCNNConfig:
     dropout: float = 0.1
     centre_flank: int = 2  # positions read out on each side of the variant
     attention_heads: int = 4
+    # task options (each used by the tasks named in metasplice.models.common.TASK_OPTIONS)
+    complex_fraction: float = 0.5  # effect type "complex" when a 2nd DS >= this x the largest
+    min_effect_score: float = 0.0  # Splice-altering rows whose largest DS <= this get no class/offset
+    class_weighting: str = "none"  # none | balanced: cross-entropy weights of the effect classes
+    distance: int = 50  # localisation offsets -distance .. distance (<= context // 2)
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # quantile levels (strictly increasing, in (0, 1))
+    loss_weights: dict[str, float] | None = None  # multitask weight per head (binary, effect_type,
+    #                                                delta, localisation); a missing head weighs 1
 
     def __post_init__(self) -> None:
         check_task(self.task, self.targets)
@@ -60,6 +74,7 @@ class GatedCNNConfig:
             raise ValueError(f"centre_flank must be in [0, context // 2], got {self.centre_flank}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_task_options(self)
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -84,11 +99,15 @@ class GatedCNN(nn.Module):
         self.fuse = nn.Sequential(nn.Conv1d(2 * h, h, 1), nn.GELU(), GatedResidualBlock(h, 3, 1, config.dropout))
         self.pool = AttentionPool(h, config.attention_heads)
         n_features = h * (2 * config.centre_flank + 1) + h * config.attention_heads
-        self.head = MLPHead(n_features, h, len(self.output_names), config.dropout)
+        layout = output_layout(config)
+        n_pooled = sum(len(names) for head, names in layout.items() if head != "localisation")
+        self.head = MLPHead(n_features, h, n_pooled, config.dropout) if n_pooled else None
+        if "localisation" in layout:  # the last head of the outputs
+            self.offset_head = OffsetHead(h, n_features, config.distance, config.dropout)
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return output_names(self.config.task, self.config.targets)
+        return output_names(self.config.task, self.config.targets, self.config)
 
     def forward(self, ref: torch.Tensor, alt: torch.Tensor) -> torch.Tensor:
         check_tokens(ref, alt, self.config.context)
@@ -96,7 +115,10 @@ class GatedCNN(nn.Module):
         z = self.fuse(torch.cat([h_alt, h_alt - h_ref], dim=1))
         c, f = self.config.context // 2, self.config.centre_flank
         features = torch.cat([z[:, :, c - f : c + f + 1].flatten(1), self.pool(z)], dim=1)
-        return self.head(features)
+        if not hasattr(self, "offset_head"):
+            return self.head(features)
+        offsets = self.offset_head(z, features)
+        return offsets if self.head is None else torch.cat([self.head(features), offsets], dim=1)
 
     def param_groups(self, lr: float) -> list[dict]:
         """One optimiser group holding every parameter."""

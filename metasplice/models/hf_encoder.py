@@ -1,10 +1,14 @@
-"""Foundation-model encoder (HyenaDNA or any ``AutoModel``-loadable DNA model) with a delta or binary head.
+"""Foundation-model encoder (HyenaDNA or any ``AutoModel``-loadable DNA model) with a pooled head.
 
     ref, alt (B, L) tokens -> "ACGTN" strings -> the model's own tokenizer -> input ids (2B, T)
     encoder (frozen, or its last ``finetune_layers`` blocks trained) -> hidden (2B, T, d) -> LayerNorm
     read-out per window: attention pooling over the sequence tokens (+ the token holding the variant's
     first REF base, ``readout: centre+attention``) -> f_ref, f_alt
-    head: MLP on [f_alt, f_alt - f_ref] -> one output per target (``delta``) or one logit (``binary``)
+    head: MLP on [f_alt, f_alt - f_ref] -> one output per target (``delta``), one logit (``binary``),
+          one logit per effect class (``effect_type``) or quantiles per target (``quantile``)
+
+Tasks: the pooled heads only (:data:`SUPPORTED_TASKS`); ``localisation`` and ``multitask`` need
+per-position features and are refused with an error naming the model.
 
 Loading: ``model_path`` is a local snapshot directory (config.json, weights, tokenizer files) or a hub
 id ``organisation/name`` (e.g. ``LongSafari/hyenadna-small-32k-seqlen-hf``); ``revision`` pins a hub
@@ -43,6 +47,7 @@ from metasplice.models.common import (
     AttentionPool,
     MLPHead,
     check_task,
+    check_task_options,
     check_tokens,
     count_parameters,
     output_names,
@@ -54,6 +59,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 READOUTS = ("centre+attention", "attention")
 ALPHABET = np.frombuffer(b"ACGTN", dtype=np.uint8)
 HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
+SUPPORTED_TASKS = ("delta", "binary", "effect_type", "quantile")
 
 
 @dataclass
@@ -63,7 +69,7 @@ class HFEncoderConfig:
     model_path: str = ""  # local snapshot directory or hub id (organisation/name)
     revision: str | None = None  # hub revision (commit, tag or branch); None = default branch
     trust_remote_code: bool = False  # run the model's own code (HyenaDNA needs it); only when set
-    task: str = "delta"  # delta | binary
+    task: str = "delta"  # delta | binary | effect_type | quantile
     targets: tuple[str, ...] = DS_TARGETS
     context: int = 1001  # window length L; the variant sits at L // 2
     finetune_layers: int = 0  # 0 frozen, N last N blocks, -1 the whole encoder
@@ -74,9 +80,15 @@ class HFEncoderConfig:
     dropout: float = 0.1
     readout: str = "centre+attention"  # centre+attention | attention
     fast_char_tokenizer: bool = True  # lookup table for character-level tokenizers (checked)
+    # task options (see metasplice.models.common.TASK_OPTIONS)
+    complex_fraction: float = 0.5  # effect type "complex" when a 2nd DS >= this x the largest
+    min_effect_score: float = 0.0  # Splice-altering rows whose largest DS <= this get no class
+    class_weighting: str = "none"  # none | balanced: cross-entropy weights of the effect classes
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # quantile levels (strictly increasing, in (0, 1))
 
     def __post_init__(self) -> None:
-        check_task(self.task, self.targets)
+        check_task(self.task, self.targets, SUPPORTED_TASKS, "hf_encoder")
+        check_task_options(self)
         if not self.model_path:
             raise ValueError(
                 "HFEncoderConfig.model_path is empty: give a Hugging Face hub id such as "
@@ -233,7 +245,7 @@ class HFEncoderModel(nn.Module):
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return output_names(self.config.task, self.config.targets)
+        return output_names(self.config.task, self.config.targets, self.config)
 
     # --- tokenization -------------------------------------------------------------------------
     def _setup_fast_tokenizer(self) -> None:

@@ -1,5 +1,5 @@
-"""Long-context (2001 nt) delta regressor: the gated CNN of :mod:`metasplice.models.gated_cnn` made
-deeper and exponentially dilated so that every position of a 2001-nt window sees the whole window.
+"""Long-context (2001 nt) meta-model: the gated CNN of :mod:`metasplice.models.gated_cnn` (same tasks and
+heads) made deeper and exponentially dilated so that every position of a 2001-nt window sees the whole window.
 
 Defaults: hidden 256, 10 blocks, kernel 3, dilations 1, 2, 4, ..., 512. Receptive field
 3 + 2 * (1 + 2 + ... + 512) = 2049 nt >= 2001, against 289 nt for the short default

@@ -1,0 +1,280 @@
+"""Stacked meta-model: out-of-fold splits, the leakage guard, features, learner choice, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metasplice import evaluate as E
+from metasplice.stacking import (
+    LeakageError,
+    OOFConfig,
+    StackConfig,
+    StackedModel,
+    annotation_features,
+    assign_oof_folds,
+    base_features,
+    build_features,
+    evaluate_stacked_files,
+    fit_stacker,
+    member_feature,
+    oof_split,
+    split_oof_name,
+    train_stacked_files,
+    write_oof_variants,
+)
+
+
+def make_variants(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Synthetic variants on 30 genes of 3 chromosomes: chr3 test, a few genes val, the rest train."""
+    rng = np.random.default_rng(seed)
+    gene = rng.integers(0, 30, n)
+    chrom = np.array(["chr1", "chr2", "chr3"])[gene % 3]
+    tx_start = 1_000_000 + (gene // 3) * 100_000
+    pos = tx_start + rng.integers(0, 20_000, n)
+    split = np.where(chrom == "chr3", "test", np.where(np.isin(gene, [1, 4, 7]), "val", "train"))
+    label = rng.integers(0, 2, n)
+    label[rng.random(n) < 0.1] = -1
+    return pd.DataFrame({
+        "variant_id": [f"{c}:{p}:A:G:{i}" for i, (c, p) in enumerate(zip(chrom, pos))],
+        "chrom": chrom, "pos": pos, "ref": "A", "alt": np.where(rng.random(n) < 0.2, "AT", "G"),
+        "variant_type": "snv", "classification": np.where(label == 1, "Splice-altering", "Normal"),
+        "label": label, "split": split, "gene": [f"G{g}" for g in gene],
+        "strand": np.where(gene % 2 == 0, "+", "-"), "tx_start": tx_start, "tx_end": tx_start + 20_000,
+        "region": np.array(["exonic", "canonical", "intronic"])[rng.integers(0, 3, n)],
+        "boundary_offset": rng.integers(-300, 300, n),
+    })
+
+
+def make_scores(variants: pd.DataFrame, seed: int = 1, skill: float = 0.3) -> tuple[pd.DataFrame, np.ndarray]:
+    """Base-model-like scores: DS larger for label-1 rows (``skill``), a few unscored rows."""
+    rng = np.random.default_rng(seed)
+    n = len(variants)
+    y = (variants["label"].to_numpy() == 1).astype(float)
+    ds = np.clip(rng.random((n, 4)) * 0.3 + skill * y[:, None] * rng.random((n, 4)), 0, 1)
+    deltas = rng.normal(0, 0.02, (n, 101, 3)).astype(np.float32)
+    deltas[:, 50, 1] += ds[:, 0]
+    scores = pd.DataFrame(ds, columns=["DS_AG", "DS_AL", "DS_DG", "DS_DL"])
+    for c in ("DP_AG", "DP_AL", "DP_DG", "DP_DL"):
+        scores[c] = pd.array(rng.integers(-50, 51, n), dtype="Int64")
+    scores["target_DS_AG"] = np.where(y == 1, ds[:, 0], 0.0)  # label-derived: never a feature
+    unscored = rng.random(n) < 0.03
+    scores.loc[unscored, ["DS_AG", "DS_AL", "DS_DG", "DS_DL"]] = np.nan
+    scores.loc[unscored, ["DP_AG", "DP_AL", "DP_DG", "DP_DL"]] = pd.NA
+    deltas[unscored] = np.nan
+    return scores, deltas
+
+
+def test_oof_groups_partition_training_rows_by_gene_cluster():
+    variants = make_variants()
+    groups = assign_oof_folds(variants, OOFConfig(oof_folds=3, group_gap=10_000, seed=5))
+    train = variants["split"].to_numpy() == "train"
+    assert (groups[~train] == -1).all() and set(groups[train]) == {0, 1, 2}
+    # a gene (cluster) never straddles two groups, and the groups are of similar size
+    per_gene = pd.Series(groups[train]).groupby(variants["gene"].to_numpy()[train]).nunique()
+    assert (per_gene == 1).all()
+    sizes = np.bincount(groups[train])
+    assert sizes.min() > 0.5 * sizes.max()
+    assert np.array_equal(groups, assign_oof_folds(variants, OOFConfig(oof_folds=3, seed=5)))  # deterministic
+    split = oof_split(variants["split"].to_numpy(), groups, 1)
+    assert set(split[groups == 1]) == {"test"}  # held-out rows are what the instance scores
+    assert set(split[variants["split"].to_numpy() == "test"]) == {"excluded"}  # the real test rows are never used
+    assert set(split[variants["split"].to_numpy() == "val"]) == {"val"}
+    assert set(split[train & (groups != 1)]) == {"train"}
+
+
+def test_too_many_oof_groups_is_a_clear_error():
+    variants = make_variants(n=40)
+    with pytest.raises(ValueError, match="gene clusters"):
+        assign_oof_folds(variants, OOFConfig(oof_folds=40))
+    with pytest.raises(ValueError, match="oof_folds must be >= 2"):
+        OOFConfig(oof_folds=1)
+
+
+def test_instance_names():
+    assert split_oof_name("binary_quick__oof2") == ("binary_quick", 2)
+    assert split_oof_name("binary_quick__fold1__oof0") == ("binary_quick__fold1", 0)
+    assert split_oof_name("binary_quick") == ("binary_quick", None)
+
+
+def _oof_sources(variants: pd.DataFrame, tmp_path, k: int = 3):
+    """Write the OOF variants files and return (full predictions, [(oof predictions, oof variants)])."""
+    paths = [tmp_path / f"oof{j}.parquet" for j in range(k)]
+    write_oof_variants(tmp_path / "variants.parquet", paths, tmp_path / "oof.tsv", OOFConfig(oof_folds=k))
+    rng = np.random.default_rng(3)
+    oof = []
+    for p in paths:
+        table = pd.read_parquet(p)
+        rows = table["split"].isin(["val", "test"]).to_numpy()
+        oof.append((pd.DataFrame({"variant_id": table["variant_id"][rows], "split": table["split"][rows],
+                                  "score": rng.random(rows.sum())}), table, ("test",)))
+    rows = variants["split"].isin(["val", "test"]).to_numpy()
+    full = pd.DataFrame({"variant_id": variants["variant_id"][rows], "split": variants["split"][rows],
+                         "score": rng.random(rows.sum())})
+    return full, oof
+
+
+def test_member_feature_takes_every_value_out_of_fold(tmp_path):
+    variants = make_variants()
+    variants.to_parquet(tmp_path / "variants.parquet")
+    full, oof = _oof_sources(variants, tmp_path)
+    required = np.flatnonzero(variants["label"].isin((0, 1)).to_numpy())
+    value = member_feature("m", variants, [(full, variants), *oof], required)
+    by_id = dict(zip(variants["variant_id"], value))
+    for pred, table, _ in oof:  # training rows: the score of the instance that held them out
+        held = pred[pred["split"] == "test"]
+        assert np.allclose([by_id[v] for v in held["variant_id"]], held["score"])
+    for _, r in full.iterrows():  # validation and test rows: the full member
+        assert by_id[r["variant_id"]] == r["score"]
+
+
+def test_leakage_guard_refuses_in_fold_member_scores(tmp_path):
+    """A deliberately leaky feature: the full member's scores of its own training rows."""
+    variants = make_variants()
+    variants.to_parquet(tmp_path / "variants.parquet")
+    full, oof = _oof_sources(variants, tmp_path)
+    leaky = pd.DataFrame({"variant_id": variants["variant_id"], "split": variants["split"],
+                          "score": variants["label"].clip(0, 1).astype(float)})  # trained on, and perfect
+    required = np.flatnonzero(variants["label"].isin((0, 1)).to_numpy())
+    with pytest.raises(LeakageError, match="only have scores from a model trained on them"):
+        member_feature("m", variants, [(leaky, variants)], required)
+    # the in-fold scores of training rows are ignored when out-of-fold ones exist
+    clean = member_feature("m", variants, [(full, variants), *oof], required)
+    mixed = member_feature("m", variants, [(leaky, variants), *oof], required)
+    train = (variants["split"] == "train").to_numpy()
+    assert np.array_equal(mixed[train], clean[train], equal_nan=True)
+    # one OOF group missing: its rows have no out-of-fold score
+    with pytest.raises(LeakageError):
+        member_feature("m", variants, [(leaky, variants), *oof[:2]], required)
+    with pytest.raises(ValueError, match="more than one out-of-fold model"):
+        member_feature("m", variants, [(full, variants), *oof, oof[0]], required)
+
+
+def test_label_derived_columns_are_never_features():
+    variants = make_variants()
+    scores, deltas = make_scores(variants)
+    features = build_features(variants, {"spliceai": (scores, deltas)})
+    assert not [c for c in features.columns if "target" in c or "label" in c]
+    with pytest.raises(LeakageError, match="derived from the labels"):
+        build_features(variants, {"spliceai": (scores, deltas)}, members={"target_DS_AG": np.zeros(len(variants))})
+
+
+def test_base_and_annotation_features():
+    variants = make_variants(n=50)
+    scores, deltas = make_scores(variants)
+    feats = base_features("b", scores, deltas)
+    ok = scores["DS_AG"].notna().to_numpy()
+    assert np.allclose(feats["b_DS_max"][ok], scores[["DS_AG", "DS_AL", "DS_DG", "DS_DL"]].max(axis=1)[ok])
+    assert feats.loc[~ok].isna().all().all()
+    gains = np.clip(deltas[ok, :, 1].astype(np.float64), 0, None).sum(axis=1)
+    assert np.allclose(feats["b_acceptor_gain_sum"][ok], gains)
+    assert np.allclose(feats["b_absDP_AG"][ok], np.abs(scores["DP_AG"][ok].astype(float)))
+    ann = annotation_features(variants)
+    minus = variants["strand"].to_numpy() == "-"
+    assert np.array_equal(ann["boundary_offset_tx"], np.where(minus, -1, 1) * variants["boundary_offset"])
+    assert (ann[[c for c in ann if c.startswith("region_")]].sum(axis=1) == 1).all()
+    assert np.array_equal(ann["length_change"], (variants["alt"].str.len() - 1).to_numpy())
+
+
+def test_stacker_beats_its_weak_inputs_and_ranks_the_informative_feature_first():
+    variants = make_variants(n=1500)
+    scores, deltas = make_scores(variants, skill=0.1)
+    rng = np.random.default_rng(9)
+    y = (variants["label"].to_numpy() == 1).astype(float)
+    strong = y + rng.normal(0, 0.4, len(y))  # an informative member
+    features = build_features(variants, {"spliceai": (scores, deltas)}, {"cnn": strong})
+    model, importance = fit_stacker(features, variants, StackConfig(name="s", importance_repeats=3))
+    assert model.learner in ("hgb", "logreg") and set(model.validation["roc_auc"]) == {"hgb", "logreg"}
+    assert model.validation["roc_auc"][model.learner] == max(model.validation["roc_auc"].values())
+    assert importance["feature"].iloc[0] == "member_cnn"
+    from sklearn.metrics import roc_auc_score
+
+    test = (variants["split"] == "test").to_numpy() & (variants["label"] >= 0).to_numpy()
+    stacked = roc_auc_score(y[test], model.predict_proba(features[test]))
+    assert stacked > roc_auc_score(y[test], np.nan_to_num(features["spliceai_DS_max"][test]))
+    assert stacked > 0.8
+
+
+def test_learner_list_and_bad_configs():
+    with pytest.raises(ValueError, match="unknown learners"):
+        StackConfig(name="s", learners=("forest",))
+    with pytest.raises(ValueError, match="unknown keys"):
+        StackConfig.from_spec("s", {"model": "stacked", "memebers": ["a"]})
+    with pytest.raises(ValueError, match="must be a list"):
+        StackConfig.from_spec("s", {"model": "stacked", "members": "a"})
+    cfg = StackConfig.from_spec("s", {"model": "stacked", "learners": ["logreg"], "demo": {"importance_repeats": 2}},
+                                demo=True)
+    assert cfg.learners == ("logreg",) and cfg.importance_repeats == 2
+
+
+def test_train_and_evaluate_stacked_files(tmp_path):
+    variants = make_variants(n=800)
+    variants.to_parquet(tmp_path / "variants.parquet")
+    scores, deltas = make_scores(variants, skill=0.4)
+    scores.to_parquet(tmp_path / "scores.parquet")
+    np.save(tmp_path / "deltas.npy", deltas)
+    full, oof = _oof_sources(variants, tmp_path)
+    full.to_parquet(tmp_path / "full.parquet")
+    member_oof = []
+    for j, (pred, _, _) in enumerate(oof):
+        pred.to_parquet(tmp_path / f"pred{j}.parquet")
+        member_oof.append((tmp_path / f"pred{j}.parquet", tmp_path / f"oof{j}.parquet"))
+    (tmp_path / "m.pt").write_bytes(b"checkpoint")
+    cfg = StackConfig(name="stacked", members=("m",), importance_repeats=2)
+    out = tmp_path / "models/stacked"
+    model = train_stacked_files(cfg, tmp_path / "variants.parquet", {"spliceai": tmp_path / "scores.parquet"},
+                                {"spliceai": tmp_path / "deltas.npy"}, {"m": tmp_path / "full.parquet"},
+                                {"m": member_oof}, {"m": tmp_path / "m.pt"}, out,
+                                base_models={"spliceai": {"kind": "spliceai", "distance": 50}})
+    assert (out / "members/m.pt").read_bytes() == b"checkpoint"
+    loaded = StackedModel.load(out)
+    features = pd.read_parquet(out / "features.parquet")
+    assert np.array_equal(features["variant_id"], variants["variant_id"])
+    assert np.allclose(loaded.predict_proba(features), model.predict_proba(features))
+    assert loaded.base_models == {"spliceai": {"kind": "spliceai", "distance": 50}}
+    assert loaded.member_files == {"m": "members/m.pt"}
+    cfg_eval = E.EvalConfig.from_dict({"bootstrap_n": 50})
+    result = evaluate_stacked_files(out, tmp_path / "variants.parquet", tmp_path / "scores.parquet",
+                                    tmp_path / "pred.parquet", tmp_path / "metrics.json", "stacked", cfg_eval)
+    assert result["kind"] == "stacked" and result["comparison"]["reference"] == "spliceai"
+    assert result["threshold"]["chosen_on"] == "val"
+    pred = pd.read_parquet(tmp_path / "pred.parquet")
+    assert set(pred["split"]) == {"val", "test"}
+    # a stale features file (other variants) is refused
+    variants.iloc[::-1].to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="not row-aligned"):
+        evaluate_stacked_files(out, tmp_path / "other.parquet", tmp_path / "scores.parquet",
+                               tmp_path / "p2.parquet", tmp_path / "m2.json", "stacked", cfg_eval)
+
+
+def test_workflow_wiring_of_stacked_instances():
+    import yaml
+    from pathlib import Path
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    config["dataset"] = "demo"
+    inputs = E.stacked_inputs(config, "stacked", "results/variants/variants.parquet")
+    assert inputs["oof_predictions__binary_quick__2"] == "results/eval/binary_quick__oof2/predictions.parquet"
+    assert inputs["oof_variants__binary_quick__2"] == "results/stacking/main/oof2/variants.parquet"
+    assert "oof_predictions__binary_quick__3" not in inputs  # the demo uses 3 groups
+    config["evaluation"] = {**config["evaluation"], "cross_validation": {"enabled": True, "n_folds": 2}}
+    fold = E.stacked_inputs(config, "stacked__fold1", "results/variants/variants.parquet")
+    assert fold["variants"] == "results/crossval/fold1/variants.parquet"
+    assert fold["predictions__binary_quick"] == "results/eval/binary_quick__fold1/predictions.parquet"
+    assert fold["oof_variants__binary_quick__0"] == "results/stacking/fold1/oof0/variants.parquet"
+    assert E.oof_scope_variants(config, "fold1", "v.parquet") == "results/crossval/fold1/variants.parquet"
+    assert E.resolve_instance(config, "binary_quick__fold1__oof2").name == "binary_quick"
+    assert E.experiment_variants(config, "binary_quick__fold1__oof2", "v") == "results/stacking/fold1/oof2/variants.parquet"
+    with pytest.raises(ValueError, match="out-of-fold group 3 does not exist"):
+        E.experiment_variants(config, "binary_quick__oof3", "v")
+    assert "stacker" in E.evaluate_inputs(config, "stacked", "v")
+    bad = {**config, "experiments": {**config["experiments"], "s2": {"model": "stacked", "members": ["nope"]}}}
+    with pytest.raises(ValueError, match="member 'nope' is not a configured experiment"):
+        E.stacked_inputs(bad, "s2", "v")
+    bad["experiments"]["s2"] = {"model": "stacked", "members": ["stacked"]}
+    with pytest.raises(ValueError, match="members must be trained experiments"):
+        E.stacked_inputs(bad, "s2", "v")
+    bad["experiments"]["s2"] = {"model": "stacked", "bases": ["openspliceai"]}
+    with pytest.raises(ValueError, match="not configured under base_models"):
+        E.stacked_inputs(bad, "s2", "v")
