@@ -38,6 +38,27 @@ from metasplice.train import (
 )
 
 
+def synthetic_targets(experiment, n_out: int, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Random targets in the layout the experiment's loss reads (class indices as floats)."""
+    task, cfg = experiment.task, experiment.model_config
+
+    def classes(n: int) -> torch.Tensor:
+        return torch.randint(0, n, (batch_size, 1), device=device).float()
+
+    if task == "binary":
+        return classes(2)
+    if task == "effect_type":
+        return classes(6)
+    if task == "localisation":
+        return classes(n_out)
+    if task == "multitask":
+        return torch.cat([classes(2), classes(6), classes(2 * cfg.distance + 1),
+                          torch.rand(batch_size, len(cfg.targets), device=device)], dim=1)
+    if task == "quantile":
+        return torch.rand(batch_size, len(cfg.targets), device=device)
+    return torch.rand(batch_size, n_out, device=device)
+
+
 def measure(experiment, device: torch.device, batch_size: int, steps: int, warmup: int, amp: str,
             compile_model: bool) -> float:
     """Training samples/s of one experiment's model."""
@@ -50,12 +71,11 @@ def measure(experiment, device: torch.device, batch_size: int, steps: int, warmu
     scheduler = make_scheduler(optimizer, 10_000, config)
     dtype = amp_dtype(device, amp)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    criterion = loss_function(experiment.task, config.delta_loss)
-    n_out = len(model.output_names)
+    criterion = loss_function(experiment.task, config.delta_loss, experiment.model_config)
     ref = torch.randint(0, 5, (batch_size, experiment.context), dtype=torch.uint8, device=device)
     alt = ref.clone()
     alt[:, experiment.context // 2] = (alt[:, experiment.context // 2] + 1) % 4
-    y = torch.rand(batch_size, n_out, device=device)
+    y = synthetic_targets(experiment, len(model.output_names), batch_size, device)
     for i in range(warmup + steps):
         if i == warmup:
             if device.type == "cuda":

@@ -278,6 +278,39 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
     return "\n".join(parts)
 
 
+def ensemble_markdown(summary: pd.DataFrame, items: Sequence[_Loaded]) -> str:
+    """Section comparing every ensemble row with its members (rows of the same evaluation); '' if none."""
+    rows = []
+    by_name = {(r["experiment"], r.get("evaluation")): r
+               for r in summary.astype(object).where(summary.notna(), None).to_dict("records")}
+    for item in items:
+        if item.metrics.get("kind") != "ensemble":
+            continue
+        evaluation = item.metrics.get("evaluation", "test split")
+        own = by_name.get((item.label, evaluation))
+        if own is None:
+            continue
+        suffix = " (CV)" if item.label.endswith(" (CV)") else ""
+        members = [by_name.get((f"{m}{suffix}", evaluation)) for m in item.metrics.get("members") or ()]
+        listed = ", ".join(f"{m} {_fmt(r['roc_auc']) if r else '–'}"
+                           for m, r in zip(item.metrics.get("members") or (), members))
+        scored = [r["roc_auc"] for r in members if r and r.get("roc_auc") is not None]
+        best = max(scored) if scored else None
+        delta = "–" if best is None or own.get("roc_auc") is None else f"{own['roc_auc'] - best:+.3f}"
+        rows.append([item.label, str(item.metrics.get("combine", "")), _ci(own, "roc_auc"), _ci(own, "pr_auc"),
+                     listed, delta])
+    if not rows:
+        return ""
+    return "\n".join([
+        "## Ensembles", "",
+        "Each ensemble combines the test predictions of already evaluated member experiments (never retrained): "
+        "mean, rank mean, or a logistic regression cross-fitted on the validation split (stack). Δ: the "
+        "ensemble's ROC-AUC minus its best member's (point estimates; the summary's p-value compares it with "
+        "the reference base model).", "",
+        _md_table(["ensemble", "combine", "ROC-AUC", "PR-AUC", "members (ROC-AUC)", "Δ vs best member"], rows), "",
+    ])
+
+
 def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> str:
     """Section of the stacked models' permutation importances (drop in validation ROC-AUC)."""
     parts = ["## Stacked models: feature importance", "",
@@ -795,10 +828,15 @@ def build_report(
         tables = {name: pd.read_csv(path, sep="\t") for name, path in importance.items()}
         meta["sections"] = [*meta.get("sections", ()), importance_markdown(tables)]
     summary = task_summary_columns(summary_table(items), items)
+    ensembles = ensemble_markdown(summary, items)
+    if ensembles:
+        meta["sections"] = [*meta.get("sections", ()), ensembles]
     if sweeps:
         from metasplice.sweeps import sweep_markdown, sweep_tables
 
-        meta["sections"] = [*meta.get("sections", ()), sweep_markdown(sweep_tables(summary, sweeps))]
+        section = sweep_markdown(sweep_tables(summary, sweeps))
+        if section:
+            meta["sections"] = [*meta.get("sections", ()), section]
     meta["sections"] = [*meta.get("sections", ()), *task_sections(items)]
     regions = region_table(items, "region")
     types = region_table(items, "variant_type")

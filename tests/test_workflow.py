@@ -136,3 +136,22 @@ def test_demo_stacked_model_is_not_below_spliceai_and_uses_out_of_fold_members(d
     assert not held_out[0] & held_out[1] and not held_out[1] & held_out[2]
     report = (demo_run / "results/report/summary.md").read_text()
     assert "## Stacked models: feature importance" in report and "### stacked" in report
+
+
+def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
+    report = (demo_run / "results/report/summary.md").read_text()
+    for heading in ("## Effect type (step 2)", "## Splice-site localisation (step 3)",
+                    "## Multi-task model vs single-task models (step 4)",
+                    "## Quantile delta regression: interval calibration", "## Ensembles", "## Sweeps",
+                    "### cnn_sweep"):
+        assert heading in report, heading
+    summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
+    sweep = [f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)]
+    assert set(sweep) <= set(summary.index)  # one job (and row) per combination
+    assert summary.loc["cnn_ensemble", "kind"] == "ensemble"
+    assert not (demo_run / "results/models/cnn_ensemble").exists()  # an ensemble trains nothing
+    tasks = pd.read_csv(demo_run / "results/report/tasks.tsv", sep="\t")
+    assert {"effect_type", "localisation", "quantile", "multitask"} <= set(tasks["task"])
+    with_ci = tasks.dropna(subset=["low", "estimate", "high"])  # undefined values and plain counts have none
+    assert len(with_ci) > 20
+    assert (with_ci["low"] <= with_ci["estimate"] + 1e-12).all() and (with_ci["estimate"] <= with_ci["high"] + 1e-12).all()
