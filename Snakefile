@@ -14,6 +14,7 @@ include: "rules/sequences.smk"
 include: "rules/train.smk"
 include: "rules/stacking.smk"
 include: "rules/evaluate.smk"
+include: "rules/predict.smk"
 
 
 rule all:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from metasplice import __version__
 
-SUBCOMMANDS: tuple[str, ...] = ("metasplice.spliceai.cli", "metasplice.demo")
+SUBCOMMANDS: tuple[str, ...] = ("metasplice.spliceai.cli", "metasplice.demo", "metasplice.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

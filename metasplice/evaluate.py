@@ -973,6 +973,7 @@ def stacked_params(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "stack": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sc).items()},
         "base_models": bases,
         "strand_oriented": bool((config.get("sequences") or {}).get("strand_oriented", True)),
+        "regions": dict(config.get("regions") or {}),
     }
 
 

@@ -403,6 +403,7 @@ class StackedModel:
     member_files: dict = field(default_factory=dict)  # member -> checkpoint path relative to the model dir
     base_models: dict = field(default_factory=dict)  # base -> its base_models config (to rescore new VCFs)
     sequences: dict = field(default_factory=dict)  # window options of the members (strand_oriented)
+    regions: dict = field(default_factory=dict)  # region classes the annotation features used (config regions)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """P(Splice-altering) per row of ``features`` (columns matched by name)."""
@@ -425,6 +426,7 @@ class StackedModel:
             "format": FORMAT, "config": asdict(self.config), "learner": self.learner,
             "feature_names": list(self.feature_names), "validation": self.validation,
             "member_files": self.member_files, "base_models": self.base_models, "sequences": self.sequences,
+            "regions": self.regions,
             "versions": {"scikit-learn": sklearn.__version__},
         }
         with atomic_output(directory / "model.json") as tmp:
@@ -451,7 +453,7 @@ class StackedModel:
         return cls(config=StackConfig(**cfg), estimator=blob["estimator"], learner=meta["learner"],
                    feature_names=tuple(meta["feature_names"]), validation=meta.get("validation", {}),
                    member_files=meta.get("member_files", {}), base_models=meta.get("base_models", {}),
-                   sequences=meta.get("sequences", {}))
+                   sequences=meta.get("sequences", {}), regions=meta.get("regions", {}))
 
 
 def _labelled(variants: pd.DataFrame, split: str) -> np.ndarray:
@@ -509,6 +511,7 @@ def train_stacked_files(
     out_dir: str | os.PathLike,
     base_models: Mapping[str, Any] | None = None,
     strand_oriented: bool = True,
+    regions: Mapping[str, Any] | None = None,
 ) -> StackedModel:
     """Build the features of every variant, fit the stacker and write the model directory.
 
@@ -543,6 +546,7 @@ def train_stacked_files(
         model.member_files[m] = f"members/{m}.pt"
     model.base_models = {b: dict((base_models or {}).get(b) or {}) for b in config.bases}
     model.sequences = {"strand_oriented": bool(strand_oriented)}
+    model.regions = dict(regions or {})
     write_parquet(features.assign(variant_id=variants["variant_id"].to_numpy()), out_dir / "features.parquet")
     model.save(out_dir, importance)
     return model

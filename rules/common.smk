@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 import metasplice.evaluate as mseval
 from metasplice.evaluate import REPORT_OUTPUTS
+from metasplice.predict import predict_targets
 from metasplice.models.common import task_config_dict
 from metasplice.sweeps import expand_sweeps
 
@@ -100,4 +101,5 @@ def final_targets():
         "results/variants/rejected.tsv",
         *expand("results/sequences/ctx{ctx}.npz", ctx=config["sequences"]["contexts"]),
         *REPORT_OUTPUTS,
+        *predict_targets(config),
     ]

@@ -26,6 +26,7 @@ def main(sm) -> None:
         out_dir=Path(sm.output.stacker).parent,
         base_models=p["base_models"],
         strand_oriented=p["strand_oriented"],
+        regions=p["regions"],
     )
 
 

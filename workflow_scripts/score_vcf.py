@@ -1,0 +1,27 @@
+"""score_vcf: a VCF + reference + annotation + model directory -> annotated VCF, per-allele TSV, skipped TSV."""
+
+from metasplice.predict import predict_files
+from metasplice.workflow import run_logged
+
+
+def main(sm) -> None:
+    settings = dict(sm.params.settings)
+    predict_files(
+        vcf=sm.input.vcf,
+        output=sm.output.vcf,
+        tsv=sm.output.tsv,
+        skipped=sm.output.skipped,
+        genome=sm.input.genome,
+        annotation=sm.input.annotation,
+        model_dir=settings["model_dir"],
+        device=settings.get("device", "auto"),
+        batch_size=settings.get("batch_size"),
+        threads=sm.threads,
+        chunk_size=int(settings.get("chunk_size", 2000)),
+        base=settings.get("base"),
+        strand_oriented=settings.get("strand_oriented"),
+        regions=settings.get("regions"),
+    )
+
+
+run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)
