@@ -155,3 +155,33 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     with_ci = tasks.dropna(subset=["low", "estimate", "high"])  # undefined values and plain counts have none
     assert len(with_ci) > 20
     assert (with_ci["low"] <= with_ci["estimate"] + 1e-12).all() and (with_ci["estimate"] <= with_ci["high"] + 1e-12).all()
+
+
+def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
+    """Rule score_vcf on demo test variants plus a bad line: every good record gets INFO/MetaSplice."""
+    import gzip
+
+    import yaml
+
+    variants = pd.read_parquet(demo_run / "results/variants/variants.parquet")
+    picked = variants[(variants["split"] == "test") & (variants["variant_type"] == "snv")].head(8)
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"{r.chrom}\t{r.pos}\t{r.variant_id}\t{r.ref}\t{r.alt}\t.\t.\t." for r in picked.itertuples()]
+    lines.insert(4, "chr1\tnot_a_position\tbad\tA\tG\t.\t.\t.")
+    (demo_run / "user.vcf").write_text("\n".join(lines) + "\n")
+    (demo_run / "predict.yaml").write_text(yaml.safe_dump(
+        {"predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked"}}))
+    snakemake(demo_run, "results/predict/stacked/user.vcf.gz", "--cores", "2",
+              "--configfile", "config.yaml", "predict.yaml")
+    with gzip.open(demo_run / "results/predict/stacked/user.vcf.gz", "rt") as fh:
+        records = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
+    assert [r[2] for r in records] == list(picked["variant_id"])  # every good record, in order
+    assert all("MetaSplice=" in r[7] and "SpliceAI=" in r[7] for r in records)
+    table = pd.read_csv(demo_run / "results/predict/stacked/user.tsv", sep="\t")
+    assert table["probability"].between(0, 1).all() and len(table) >= len(picked)
+    # the same probability as the pipeline's own evaluation of these test variants
+    evaluated = pd.read_parquet(demo_run / "results/eval/stacked/predictions.parquet").set_index("variant_id")
+    ids = table["chrom"] + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
+    assert (table["probability"].to_numpy() - evaluated.loc[ids, "score"].to_numpy()).max() < 1e-6
+    skipped = pd.read_csv(demo_run / "results/predict/stacked/user.skipped.tsv", sep="\t")
+    assert list(skipped["line"]) == [5] and "POS" in skipped["reason"].iloc[0]
