@@ -283,7 +283,7 @@ def test_default_experiments_resolve_real_and_demo():
     assert (hb.task, hb.context, hb.model_config.finetune_layers) == ("binary", 1001, 0)
     assert all(x.gpu == 1 for x in real.values()) and all(x.gpu == 0 for x in demo.values())
     for name, x in demo.items():
-        assert x.train_config.epochs <= 4 and x.train_config.max_val_samples <= 256
+        assert x.train_config.epochs <= (12 if x.task == "quantile" else 4) and x.train_config.max_val_samples <= 256
         if x.architecture == "hf_encoder":
             assert x.model_config.model_path == TINY_HF_MODEL and not x.model_config.trust_remote_code
         else:

@@ -151,6 +151,9 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     assert summary.loc["cnn_ensemble", "kind"] == "ensemble"
     assert not (demo_run / "results/models/cnn_ensemble").exists()  # an ensemble trains nothing
     tasks = pd.read_csv(demo_run / "results/report/tasks.tsv", sep="\t")
+    coverage = tasks[(tasks["task"] == "quantile") & (tasks["metric"] == "coverage")]
+    overall = coverage.set_index("group").loc["all"]
+    assert 0.6 < overall["estimate"] < 0.98, overall  # the 80% intervals are roughly calibrated on test
     assert {"effect_type", "localisation", "quantile", "multitask"} <= set(tasks["task"])
     with_ci = tasks.dropna(subset=["low", "estimate", "high"])  # undefined values and plain counts have none
     assert len(with_ci) > 20
