@@ -24,6 +24,10 @@ label (tables from the same variants file); otherwise the error names the member
 The variant columns come from the first member. A variant is scored only when every member scored
 it (a NaN member score gives a NaN ensemble score, left out of the metrics and counted).
 
+Delta members also get their ``pred_<target>`` columns averaged, and quantile members with the same
+targets and levels their ``pred_<target>_q<q>`` columns (the quantile ensemble, evaluated for
+interval coverage like a quantile model).
+
 - ``mean``: the (weighted) mean of the member scores;
 - ``rank_mean``: the (weighted) mean of each member's rank fraction, its score's average rank among
   the member's scored rows of the table (validation and test together) divided by their number. The
@@ -303,6 +307,22 @@ def _delta_columns(aligned: Mapping[str, pd.DataFrame], config: EnsembleConfig) 
     return columns
 
 
+def _quantile_columns(aligned: Mapping[str, pd.DataFrame], config: EnsembleConfig) -> dict[str, np.ndarray]:
+    """pred_<target>_q<q> averaged over the members when every member is a quantile model with the same
+    targets and levels (the quantile ensemble: averaging quantile functions keeps them ordered); empty
+    otherwise."""
+    members = list(config.members)
+
+    def names(table: pd.DataFrame) -> list[str]:
+        return [c for c in table.columns if c.startswith("pred_") and "_q" in c]
+
+    first = names(aligned[members[0]])
+    if not first or any(names(aligned[m]) != first for m in members[1:]):
+        return {}
+    w = config.normalised_weights() if config.combine == "mean" else np.full(len(members), 1.0 / len(members))
+    return {c: np.column_stack([aligned[m][c].to_numpy(np.float64) for m in members]) @ w for c in first}
+
+
 def build_ensemble(tables: Mapping[str, pd.DataFrame], config: EnsembleConfig) -> tuple[pd.DataFrame, dict]:
     """(ensemble predictions table, combination info) from the members' predictions tables."""
     members = list(config.members)
@@ -313,6 +333,10 @@ def build_ensemble(tables: Mapping[str, pd.DataFrame], config: EnsembleConfig) -
     table["score"] = combined
     for column, values in _delta_columns(aligned, config).items():
         table[column] = values
+    quantiles = _quantile_columns(aligned, config)
+    if quantiles and all(f"target_{c[len('pred_'):].rsplit('_q', 1)[0]}" in table.columns for c in quantiles):
+        for column, values in quantiles.items():
+            table[column] = values
     for j, m in enumerate(members):
         table[f"{MEMBER_PREFIX}{m}"] = scores[:, j]
     return table, info
@@ -382,6 +406,8 @@ def evaluate_ensemble_files(
     if info:
         extra[config.combine] = info
     result = E.evaluate_predictions(pred, cfg, experiment, "ensemble", reference, cfg.reference, extra)
+    if any(c.startswith("pred_") and "_q" in c for c in pred.columns):  # a quantile ensemble
+        result.update(E.task_metrics(pred, "quantile", cfg))
     write_parquet(pred, predictions_out)
     E.write_json(result, metrics_out)
     log.info("%s (%s of %s): test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, config.combine,

@@ -320,3 +320,39 @@ def test_members_on_different_variants_are_an_error(tmp_path, files):
         EN.evaluate_ensemble_files(paths, tmp_path / "stale.parquet", scores_path, tmp_path / "p.parquet",
                                    tmp_path / "m.json", "ens", cfg, FAST)
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "m.json").exists()
+
+
+def quantile_member(variants: pd.DataFrame, scores: pd.DataFrame, seed: int, width: float) -> pd.DataFrame:
+    """A quantile model's predictions table: intervals of half-width ``width`` around noisy targets."""
+    rows = eval_rows(variants)
+    truth = np.nan_to_num(scores[[f"target_{c}" for c in E.DS_COLUMNS]].to_numpy()[rows])
+    mid = np.clip(truth + np.random.default_rng(seed).normal(0, 0.05, truth.shape), 0, 1)
+    table = E.model_predictions(variants, mid, rows, E.DS_COLUMNS, "delta", scores)
+    for j, c in enumerate(E.DS_COLUMNS):
+        table[f"pred_{c}_q0.1"] = np.clip(mid[:, j] - width, 0, 1)
+        table[f"pred_{c}_q0.5"] = mid[:, j]
+        table[f"pred_{c}_q0.9"] = np.clip(mid[:, j] + width, 0, 1)
+    return table
+
+
+def test_quantile_ensemble_averages_the_quantiles_and_reports_coverage(tmp_path, files):
+    variants, scores, variants_path, scores_path = files
+    narrow, wide = quantile_member(variants, scores, 1, 0.02), quantile_member(variants, scores, 2, 0.3)
+    config = EN.EnsembleConfig(members=("narrow", "wide"))
+    table = EN.ensemble_predictions({"narrow": narrow, "wide": wide}, config)
+    for c in E.DS_COLUMNS:
+        for q in ("0.1", "0.5", "0.9"):
+            expected = (narrow[f"pred_{c}_q{q}"].to_numpy() + wide[f"pred_{c}_q{q}"].to_numpy()) / 2
+            assert np.allclose(table[f"pred_{c}_q{q}"], expected)
+        assert (table[f"pred_{c}_q0.1"] <= table[f"pred_{c}_q0.9"]).all()
+    paths = write_members(tmp_path, {"narrow": narrow, "wide": wide})
+    cfg = E.EvalConfig.from_dict({"bootstrap_n": 50})
+    result = EN.evaluate_ensemble_files(paths, variants_path, scores_path, tmp_path / "p.parquet",
+                                        tmp_path / "m.json", "qens", config, cfg)
+    coverage = {name: E.quantile_metrics(E._labelled(t, "test"), cfg)["coverage"]["estimate"]
+                for name, t in (("narrow", narrow), ("wide", wide))}
+    assert coverage["narrow"] <= result["quantile"]["coverage"]["estimate"] <= coverage["wide"]
+    # members without the same quantile columns give no quantile ensemble
+    plain = EN.ensemble_predictions({"narrow": narrow, "delta": delta_member(variants, scores, 3)},
+                                    EN.EnsembleConfig(members=("narrow", "delta")))
+    assert not [c for c in plain.columns if "_q" in c]

@@ -255,7 +255,7 @@ def test_default_experiments_resolve_real_and_demo():
     predecessor = {
         "quick_test", "full_dataset", "early_stopping", "hyenadna_small_frozen", "hyenadna_medium_finetune",
         "binary_quick", "binary_full", "long_context_2k", "hyenadna_small_frozen_binary"}
-    wishlist = {"effect_type", "localisation", "quantile_delta", "multitask"}
+    wishlist = {"effect_type", "localisation", "quantile_delta.seed-1", "quantile_delta.seed-2", "multitask"}
     sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (64, 128)}
     demo_sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)}
     assert set(real) == predecessor | wishlist | sweep and set(demo) == predecessor | wishlist | demo_sweep

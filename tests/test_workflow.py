@@ -139,6 +139,8 @@ def test_demo_stacked_model_is_not_below_spliceai_and_uses_out_of_fold_members(d
 
 
 def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
+    import json
+
     report = (demo_run / "results/report/summary.md").read_text()
     for heading in ("## Effect type (step 2)", "## Splice-site localisation (step 3)",
                     "## Multi-task model vs single-task models (step 4)",
@@ -149,6 +151,8 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     sweep = [f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)]
     assert set(sweep) <= set(summary.index)  # one job (and row) per combination
     assert summary.loc["cnn_ensemble", "kind"] == "ensemble"
+    quantile_ensemble = json.loads((demo_run / "results/eval/quantile_ensemble/metrics.json").read_text())
+    assert 0.6 < quantile_ensemble["quantile"]["coverage"]["estimate"] < 0.98
     assert not (demo_run / "results/models/cnn_ensemble").exists()  # an ensemble trains nothing
     tasks = pd.read_csv(demo_run / "results/report/tasks.tsv", sep="\t")
     coverage = tasks[(tasks["task"] == "quantile") & (tasks["metric"] == "coverage")]
