@@ -207,3 +207,27 @@ def test_sweep_markdown(summary):
     roc = summary.set_index("experiment").loc["s.lr-0.01.hidden-16", "roc_auc"]
     assert f"| s.lr-0.01.hidden-16 | 0.01 | 16 | {roc:.3f} [" in text
     assert S.sweep_markdown({}) == ""
+
+
+def test_a_2x2_sweep_is_four_training_jobs_in_a_dry_run(tmp_path):
+    """The real workflow plans one cached train (and evaluate) job per combination."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config["experiments"] = {"grid": {"model": "gated_cnn", "task": "binary", "context": 401,
+                                      "sweep": {"hidden": [8, 16], "lr": [1.0e-3, 3.0e-3]},
+                                      "demo": {"epochs": 1, "layers": 2}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(root / "Snakefile"),
+                           "--directory", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = sorted(set(re.findall(r"results/models/(grid[^/\s]*)/model\.pt", proc.stdout)))
+    assert trained == ["grid.hidden-16.lr-0.001", "grid.hidden-16.lr-0.003", "grid.hidden-8.lr-0.001",
+                       "grid.hidden-8.lr-0.003"]
+    assert len(re.findall(r"^rule train:", proc.stdout, flags=re.M)) == 4
