@@ -115,6 +115,10 @@ def summary_row(item: _Loaded) -> dict[str, Any]:
         "n_normal": n_test.get("negative_scored"),
         "n_unscored": n_test.get("unscored"),
     }
+    if m.get("task") == "localisation" and isinstance(m.get("localisation"), Mapping):
+        # no classifier score: the test variants it is measured on are the Splice-altering ones with a target
+        n_loc = m["localisation"].get("n")
+        row.update(n_test=n_loc, n_splice_altering=n_loc, n_normal=0)
     row.update(_interval_columns("correlation", _get(m, "correlation", "max")))
     row["correlation_n"] = _get(m, "correlation", "n")
     row.update(_interval_columns("roc_auc", mt.get("roc_auc")))

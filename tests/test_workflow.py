@@ -92,9 +92,11 @@ def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_ru
     import yaml
 
     from metasplice.experiments import trained_experiments
+    from metasplice.sweeps import expand_sweeps
 
-    configured = yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"]
+    configured, sweeps = expand_sweeps(yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"], demo=True)
     experiments = list(configured)
+    assert sweeps and all(len(children) >= 2 for children in sweeps.values())
     for name in trained_experiments(configured):
         assert (demo_run / f"results/models/{name}/model.pt").stat().st_size > 0
         assert len(pd.read_csv(demo_run / f"results/models/{name}/history.tsv", sep="\t")) >= 1
@@ -103,7 +105,8 @@ def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_ru
     assert set(experiments) | {"spliceai (baseline)"} <= set(summary["experiment"])
     baseline = summary.set_index("experiment").loc["spliceai (baseline)"]
     assert 0.85 < baseline["roc_auc"] <= 1 and baseline["roc_auc_low"] < baseline["roc_auc"] < baseline["roc_auc_high"]
-    assert summary["roc_auc_low"].notna().all() and summary["roc_auc_high"].notna().all()
+    scored = summary[summary["task"] != "localisation"]  # a localisation model has no classifier score
+    assert scored["roc_auc_low"].notna().all() and scored["roc_auc_high"].notna().all()
     for figure in ("roc", "pr", "training", "scatter", "regions"):
         png = demo_run / f"results/report/figures/{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -156,8 +159,9 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     assert not (demo_run / "results/models/cnn_ensemble").exists()  # an ensemble trains nothing
     tasks = pd.read_csv(demo_run / "results/report/tasks.tsv", sep="\t")
     coverage = tasks[(tasks["task"] == "quantile") & (tasks["metric"] == "coverage")]
-    overall = coverage.set_index("group").loc["all"]
-    assert 0.6 < overall["estimate"] < 0.98, overall  # the 80% intervals are roughly calibrated on test
+    overall = coverage.loc[coverage["group"] == "all", "estimate"]
+    assert len(overall) == 2  # the two seeds of quantile_delta
+    assert overall.between(0.6, 0.98).all(), overall  # the 80% intervals are roughly calibrated on test
     assert {"effect_type", "localisation", "quantile", "multitask"} <= set(tasks["task"])
     with_ci = tasks.dropna(subset=["low", "estimate", "high"])  # undefined values and plain counts have none
     assert len(with_ci) > 20
@@ -179,7 +183,7 @@ def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
     (demo_run / "predict.yaml").write_text(yaml.safe_dump(
         {"predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked"}}))
     snakemake(demo_run, "results/predict/stacked/user.vcf.gz", "--cores", "2",
-              "--configfile", "config.yaml", "predict.yaml")
+              "--configfile", str(demo_run / "config.yaml"), str(demo_run / "predict.yaml"))
     with gzip.open(demo_run / "results/predict/stacked/user.vcf.gz", "rt") as fh:
         records = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
     assert [r[2] for r in records] == list(picked["variant_id"])  # every good record, in order
