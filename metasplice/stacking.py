@@ -446,6 +446,13 @@ class StackedModel:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        import sklearn
+
+        saved = (meta.get("versions") or {}).get("scikit-learn")
+        if saved and saved != sklearn.__version__:
+            log.warning("%s was saved with scikit-learn %s but %s is installed; a pickled estimator may not load "
+                        "or may predict differently across versions (retrain, or install scikit-learn==%s)",
+                        directory, saved, sklearn.__version__, saved)
         blob = joblib.load(directory / "stacker.joblib")
         cfg = dict(meta["config"])
         for key in ("bases", "members", "learners"):
