@@ -67,6 +67,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "compared_with",
     "roc_auc_difference", "roc_auc_difference_low", "roc_auc_difference_high",
     "p_roc_auc_bootstrap", "p_roc_auc_delong", "comparison_n_boot",
+    # headline metrics of the multi-step tasks (added to the summary by metasplice.report)
+    "effect_type_macro_f1", "effect_type_macro_f1_low", "effect_type_macro_f1_high",
+    "localisation_top1", "localisation_top1_low", "localisation_top1_high",
+    "quantile_coverage", "quantile_coverage_low", "quantile_coverage_high",
 )
 
 
@@ -284,7 +288,10 @@ def sweep_markdown(tables: Mapping[str, pd.DataFrame]) -> str:
         records = table.astype(object).where(table.notna(), None).to_dict("records")
         header = ["experiment", *params]
         shown = [(label, prefix) for label, prefix in (("correlation (r)", "correlation"), ("ROC-AUC", "roc_auc"),
-                                                       ("PR-AUC", "pr_auc"), ("F1 @ val thr", "f1_val_threshold"))
+                                                       ("PR-AUC", "pr_auc"), ("F1 @ val thr", "f1_val_threshold"),
+                                                       ("effect-type macro-F1", "effect_type_macro_f1"),
+                                                       ("localisation top-1", "localisation_top1"),
+                                                       ("interval coverage", "quantile_coverage"))
                  if prefix in table.columns]
         header += [label for label, _ in shown]
         compared = "compared_with" in table.columns

@@ -148,7 +148,7 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     for heading in ("## Effect type (step 2)", "## Splice-site localisation (step 3)",
                     "## Multi-task model vs single-task models (step 4)",
                     "## Quantile delta regression: interval calibration", "## Ensembles", "## Sweeps",
-                    "### cnn_sweep"):
+                    "### cnn_sweep", "### quantile_delta", "| interval coverage |"):
         assert heading in report, heading
     summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
     sweep = [f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)]
