@@ -66,7 +66,6 @@ import numpy as np
 import pandas as pd
 
 from metasplice import evaluate as E
-from metasplice.io import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -408,11 +407,8 @@ def evaluate_ensemble_files(
     result = E.evaluate_predictions(pred, cfg, experiment, "ensemble", reference, cfg.reference, extra)
     if any(c.startswith("pred_") and "_q" in c for c in pred.columns):  # a quantile ensemble
         result.update(E.task_metrics(pred, "quantile", cfg))
-    write_parquet(pred, predictions_out)
-    E.write_json(result, metrics_out)
-    log.info("%s (%s of %s): test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, config.combine,
-             ", ".join(config.members), result["metrics"]["roc_auc"]["estimate"],
-             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    E.write_evaluation(pred, result, predictions_out, metrics_out,
+                       f"{experiment} ({config.combine} of {', '.join(config.members)})")
     return result
 
 

@@ -402,6 +402,23 @@ def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(_clean(dict(data)), indent=2, allow_nan=False) + "\n")
 
 
+def write_evaluation(
+    pred: pd.DataFrame, result: Mapping[str, Any], predictions_out: str | os.PathLike,
+    metrics_out: str | os.PathLike, label: str,
+) -> None:
+    """Write predictions.parquet and metrics.json of one evaluation and log its headline numbers."""
+    write_parquet(pred, predictions_out)
+    write_json(result, metrics_out)
+    metrics = result.get("metrics")
+    if metrics:
+        log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", label, metrics["roc_auc"]["estimate"],
+                 metrics["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    if isinstance(result.get("localisation"), Mapping):
+        loc = result["localisation"]
+        log.info("%s: test localisation top-1 %s, within ±2 nt %s (n=%s)", label, _get_estimate(loc, "top1"),
+                 _get_estimate(loc, "within_2"), loc.get("n", 0))
+
+
 def read_json(path: str | os.PathLike) -> dict:
     with open(path) as fh:
         return json.load(fh)
@@ -438,10 +455,7 @@ def evaluate_baseline_files(
         reference = reference_table(variants, read_scores(reference_scores_path, len(variants), variants_path))
     extra = {"kind": "baseline", "base": base, "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)"}
     result = evaluate_predictions(pred, cfg, f"{base} (baseline)", "baseline", reference, cfg.reference, extra)
-    write_parquet(pred, predictions_out)
-    write_json(result, metrics_out)
-    log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", base, result["metrics"]["roc_auc"]["estimate"],
-             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    write_evaluation(pred, result, predictions_out, metrics_out, base)
     return result
 
 
@@ -510,15 +524,7 @@ def evaluate_experiment_files(
         result = evaluate_predictions(pred, cfg, experiment, task, reference_table(variants, reference_scores),
                                       cfg.reference, extra)
         result.update(task_metrics(pred, task, cfg))
-    write_parquet(pred, predictions_out)
-    write_json(result, metrics_out)
-    if task == "localisation":
-        loc = result["localisation"] or {}
-        log.info("%s: test localisation top-1 %s, within ±2 nt %s (n=%s)", experiment,
-                 _get_estimate(loc, "top1"), _get_estimate(loc, "within_2"), loc.get("n", 0))
-    else:
-        log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, result["metrics"]["roc_auc"]["estimate"],
-                 result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    write_evaluation(pred, result, predictions_out, metrics_out, experiment)
     return result
 
 

@@ -587,8 +587,5 @@ def evaluate_stacked_files(
              "bases": list(model.config.bases), "validation_roc_auc": model.validation.get("roc_auc"),
              "score": "P(Splice-altering) of the stacked learner"}
     result = E.evaluate_predictions(pred, cfg, experiment, "stacked", reference, cfg.reference, extra)
-    write_parquet(pred, predictions_out)
-    E.write_json(result, metrics_out)
-    log.info("%s: test ROC-AUC %s, PR-AUC %s (n=%d)", experiment, result["metrics"]["roc_auc"]["estimate"],
-             result["metrics"]["pr_auc"]["estimate"], result["n"]["test"]["scored"])
+    E.write_evaluation(pred, result, predictions_out, metrics_out, experiment)
     return result

@@ -41,3 +41,14 @@ def tiny_reference(tmp_path_factory) -> dict:
     annotation = root / "annotation.tsv"
     write_annotation(genes, annotation)
     return {"fasta": fasta, "annotation": annotation, "seqs": seqs, "genes": genes, "root": root}
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine run fastest (and steadiest) on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -40,12 +40,7 @@ BOOT = M.BootstrapConfig(n=100, seed=1)
 NEW_TASKS = ("effect_type", "localisation", "quantile", "multitask")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def cls(name: str) -> int:

@@ -40,13 +40,7 @@ CNN = {"task": "delta", "context": CONTEXT, "hidden": 8, "layers": 2, "kernel_si
 FAST = {"epochs": 4, "batch_size": 16, "lr": 3e-3, "seed": 7, "device": "cpu", "log_every": 1000}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run fastest (and steadiest) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def write_dataset(root: Path, n: int = 300, context: int = CONTEXT, seed: int = 0) -> dict[str, Path]:

@@ -19,55 +19,33 @@ from metasplice.workflow import run_logged
 
 def main(sm) -> None:
     cfg = EvalConfig.from_dict(sm.params.evaluation)
-    if sm.rule == "evaluate_cv":
-        aggregate_experiment_files(
-            fold_predictions=list(sm.input.predictions),
-            fold_metrics=list(sm.input.metrics),
-            variants_path=sm.input.variants,
-            reference_scores_path=sm.input.reference,
-            predictions_out=sm.output.predictions,
-            metrics_out=sm.output.metrics,
-            experiment=sm.wildcards.experiment,
-            cfg=cfg,
-        )
-        return
-    if sm.params.kind == "ensemble":
-        settings = dict(sm.params.ensemble)
-        config = EnsembleConfig.from_dict(settings, sm.wildcards.experiment)
-        evaluate_ensemble_files(
-            member_predictions=dict(zip(config.members, sm.input.predictions)),
-            variants_path=sm.input.variants,
-            reference_scores_path=sm.input.reference,
-            predictions_out=sm.output.predictions,
-            metrics_out=sm.output.metrics,
-            experiment=sm.wildcards.experiment,
-            config=config,
-            cfg=cfg,
-        )
-        return
-    if sm.params.kind == "stacked":
-        evaluate_stacked_files(
-            model_dir=Path(sm.input.stacker).parent,
-            variants_path=sm.input.variants,
-            reference_scores_path=sm.input.reference,
-            predictions_out=sm.output.predictions,
-            metrics_out=sm.output.metrics,
-            experiment=sm.wildcards.experiment,
-            cfg=cfg,
-        )
-        return
-    torch.set_num_threads(max(1, int(sm.threads)))
-    evaluate_experiment_files(
-        model_path=sm.input.model,
+    common = dict(  # the arguments every evaluation takes
         variants_path=sm.input.variants,
-        sequences_path=sm.input.sequences,
         reference_scores_path=sm.input.reference,
         predictions_out=sm.output.predictions,
         metrics_out=sm.output.metrics,
         experiment=sm.wildcards.experiment,
         cfg=cfg,
-        targets_path=getattr(sm.input, "targets", None),
     )
+    if sm.rule == "evaluate_cv":
+        aggregate_experiment_files(
+            fold_predictions=list(sm.input.predictions), fold_metrics=list(sm.input.metrics), **common
+        )
+    elif sm.params.kind == "ensemble":
+        config = EnsembleConfig.from_dict(dict(sm.params.ensemble), sm.wildcards.experiment)
+        evaluate_ensemble_files(
+            member_predictions=dict(zip(config.members, sm.input.predictions)), config=config, **common
+        )
+    elif sm.params.kind == "stacked":
+        evaluate_stacked_files(model_dir=Path(sm.input.stacker).parent, **common)
+    else:
+        torch.set_num_threads(max(1, int(sm.threads)))
+        evaluate_experiment_files(
+            model_path=sm.input.model,
+            sequences_path=sm.input.sequences,
+            targets_path=getattr(sm.input, "targets", None),
+            **common,
+        )
 
 
 run_logged(snakemake, main)  # noqa: F821 (injected by Snakemake)
