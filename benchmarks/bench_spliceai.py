@@ -222,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--reference",
+        choices=["pyramid", "segment"],
+        default=None,
+        help="reference pass of the incremental engine (default: pyramid on CPU, segment on CUDA)",
+    )
     p.add_argument("--inputs", nargs="+", default=["dense", "sparse"], choices=["dense", "sparse", "mixed"])
     p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick algorithms by timing")
     p.add_argument("--per-gene", type=int, default=6, help="mixed input: SNVs per gene (SpliceVarDB: about 6)")
@@ -248,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     t_import = time.perf_counter() - t0
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     model = load_spliceai_ensemble(args.weights)
-    backend = make_backend(model, EngineSpec("incremental", args.device, args.batch_size, args.precision, args.threads))
+    backend = make_backend(
+        model,
+        EngineSpec("incremental", args.device, args.batch_size, args.precision, args.threads, args.reference),
+    )
     t_load = time.perf_counter() - t0 - t_import
     annotation = load_annotation(args.annotation)
     print(
         f"start-up: imports {t_import:.2f} s, model load {t_load:.2f} s; torch threads {torch.get_num_threads()}, "
-        f"device {backend.device}, precision {args.precision}",
+        f"device {backend.device}, precision {args.precision}, reference pass {backend.reference}",
         flush=True,
     )
 

@@ -45,9 +45,10 @@ def random_jobs(rng: np.random.Generator, seg: Segment, flank: int, distance: in
     return jobs
 
 
+@pytest.mark.parametrize("reference", ["pyramid", "segment"])
 @pytest.mark.parametrize("slope", [0.0, 0.1])
 @pytest.mark.parametrize("distance", [0, 7, 50])
-def test_incremental_equals_windowed_on_random_networks(slope: float, distance: int) -> None:
+def test_incremental_equals_windowed_on_random_networks(slope: float, distance: int, reference: str) -> None:
     model = random_ensemble(3, slope)
     rng = np.random.default_rng(distance)
     tokens = rng.integers(0, 4, 3000).astype(np.uint8)
@@ -56,7 +57,7 @@ def test_incremental_equals_windowed_on_random_networks(slope: float, distance: 
     seg = Segment(tokens, "random")
     oracle = WindowedBackend(model, batch_size=16)
     jobs = random_jobs(rng, seg, oracle.flank, distance, 24)
-    fast = IncrementalBackend(model, batch_size=5)
+    fast = IncrementalBackend(model, batch_size=5, reference=reference)
     expected = oracle.predict([seg], jobs)
     got = fast.predict([seg], jobs)
     for job, (er, ea), (gr, ga) in zip(jobs, expected, got):
@@ -80,11 +81,43 @@ def test_segments_sharing_a_batch_and_jobs_split_over_groups() -> None:
     expected = oracle.predict(segs, jobs)
     for fast in (
         IncrementalBackend(model, batch_size=4, max_rows=2500, max_jobs=6),
+        IncrementalBackend(model, batch_size=4, max_rows=2500, max_jobs=6, reference="segment"),
         IncrementalBackend(model, batch_size=8, max_rows=10_000, pad_ratio=0.3),
+        IncrementalBackend(model, batch_size=8, max_rows=10_000, pad_ratio=0.3, reference="segment"),
     ):  # padded, batched
         for (er, ea), (gr, ga) in zip(expected, fast.predict(segs, jobs)):
             np.testing.assert_allclose(gr, er, atol=1e-5, rtol=0)
             np.testing.assert_allclose(ga, ea, atol=1e-5, rtol=0)
+
+
+def test_pyramid_reference_skips_unneeded_and_masked_positions() -> None:
+    """Jobs far apart in a long segment with masked (N) ends: the pyramid pass computes only the
+    variants' pyramids outside the N runs, far less than the whole segment, with the same outputs."""
+    model = random_ensemble(7, 0.0, groups=((11, 1), (11, 4), (21, 10)))
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 4, 9000).astype(np.uint8)
+    tokens[:2500] = 4
+    tokens[7000:] = 4
+    seg = Segment(tokens, "long")
+    flank = model.context // 2
+    edits = [2520, 2600, 4500, 6950]  # next to the masked start, mid-segment, next to the masked end
+    jobs = [AltJob(0, e, 1, np.array([(tokens[e] + 1) % 4], np.uint8), e - 20, 41, e - 20, 41) for e in edits]
+    assert min(edits) - 20 - flank >= 0 and max(edits) + 20 + flank < len(tokens)
+    expected = WindowedBackend(model).predict([seg], jobs)
+    macs = {}
+    for reference in ("pyramid", "segment"):
+        fast = IncrementalBackend(model, batch_size=4, reference=reference)
+        got = fast.predict([seg], jobs)
+        macs[reference] = fast.macs
+        for (er, ea), (gr, ga) in zip(expected, got):
+            np.testing.assert_allclose(gr, er, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(ga, ea, atol=1e-5, rtol=0)
+    assert macs["pyramid"] < 0.6 * macs["segment"], macs
+
+
+def test_reference_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="reference must be"):
+        IncrementalBackend(random_ensemble(1, 0.0), reference="trapezoid")
 
 
 def test_alt_sequence_applies_the_edit() -> None:

@@ -55,6 +55,7 @@ class EngineSpec:
     batch_size: int | None = None  # alt alleles per batch; None: 32 on CPU, 256 on CUDA
     precision: str = "fp32"
     threads: int | None = None
+    reference: str | None = None  # incremental engine's reference pass: pyramid (CPU default) or segment (CUDA)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -72,4 +73,6 @@ def make_backend(model: Ensemble, spec: EngineSpec):
         return WindowedBackend(model, device=device, batch_size=spec.batch_size or 8)
     from metasplice.spliceai.engine import IncrementalBackend
 
-    return IncrementalBackend(model, device=device, batch_size=spec.batch_size, precision=spec.precision)
+    return IncrementalBackend(
+        model, device=device, batch_size=spec.batch_size, precision=spec.precision, reference=spec.reference
+    )

@@ -8,8 +8,13 @@ Three exact reductions of the windowed computation (:mod:`.windowed`):
    windowed ('same'-padded) values.
 2. *One reference per segment.* The CLI's transcript masking depends only on the gene, so all
    variants of a gene read their reference windows from one masked segment. Every layer's
-   reference activations are computed once per segment (segments of a batch are concatenated into
-   one sequence; positions that straddle two segments are never needed) and stored.
+   reference activations are computed once per segment and stored. On the CPU (``reference=
+   "pyramid"``) a layer is computed only where some variant's output needs it - the union of the
+   variants' pyramids (output +- 50 widened by the receptive field still to come), not the whole
+   segment - and not inside the masked N runs at the segment's ends: a position whose receptive
+   field so far is all N has the same activations as every other such position (one constant row
+   per layer and member network, computed once). On CUDA (``reference="segment"``) whole segments
+   of equal length run as one batch, which suits the GPU better than many small kernels.
 3. *Alt cone only.* An allele changes, at a layer with cumulative half receptive field c, only the
    positions within c of the edit. For every alt allele only those positions that the output
    also needs are recomputed (a frame per layer); every other input is read from the stored
@@ -144,6 +149,103 @@ def _schedule(net: _Net) -> _Schedule:
     return _Schedule(radius, cum)
 
 
+def _constants(net: _Net) -> list[torch.Tensor]:
+    """Per depth, the activations (C,) of a position whose receptive field so far is all N.
+
+    Computed with the same convolutions as every other position (on a constant input one receptive
+    field wide), so a constant row equals what a full pass would compute there."""
+    with torch.inference_mode():
+        out = [net.stem[4].clone()]
+        for u, unit in enumerate(net.units):
+            x = out[-1].expand(1, 2 * unit.radius + 1, -1)
+            m = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)[0, 0]
+            out.append(m)
+            x = m.expand(1, 2 * unit.radius + 1, -1)
+            out.append(_conv(x, unit.w2, unit.b2, unit.dilation)[0, 0] + out[2 * u])
+    return out
+
+
+@dataclass
+class _PyramidPlan:
+    """Where the pyramid reference pass computes, per depth t (rows index the depth's store):
+    ``convs[t]`` (row, row of the first input at depth t - 1, width, row of the residual at
+    depth t - 2), ``consts[t]`` and ``zeros[t]`` (row, width); ``out_rows[t]`` the depth-t rows of
+    every output position, in output-row order (for the skip connections)."""
+
+    rows: list[int]
+    convs: list[list[tuple[int, int, int, int]]]
+    consts: list[list[tuple[int, int]]]
+    zeros: list[list[tuple[int, int]]]
+    out_rows: dict[int, torch.Tensor]
+
+
+def _merge(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of closed integer intervals, as sorted disjoint intervals (adjacent ones joined)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _pyramid_plan(
+    sched: _Schedule,
+    lengths: Sequence[int],
+    tokens: Sequence[np.ndarray],
+    needs: Sequence[list[tuple[int, int]]],
+    skip_depths: Sequence[int],
+) -> _PyramidPlan:
+    """The pyramid pass of a group of segments (see :meth:`IncrementalBackend._reference_pyramid`).
+
+    Depth t (cumulative half receptive field c, F - c still to come) is needed on the union of
+    [lo - (F - c), hi + (F - c)] over the segment's jobs (positions c .. n - 1 - c exist). A needed
+    position is computed when its receptive field so far reaches a base that is not N, else it
+    takes the constant row. The needed set of depth t - 1 contains every input of depth t.
+    """
+    cum, f = sched.cum, sched.flank
+    nd = len(cum)
+    offs = [np.cumsum([0] + [n - 2 * c for n in lengths])[:-1] for c in cum]
+    rows = [int(sum(n - 2 * c for n in lengths)) for c in cum]
+    convs: list[list] = [[] for _ in range(nd)]
+    consts: list[list] = [[] for _ in range(nd)]
+    zeros: list[list] = [[] for _ in range(nd)]
+    for k, (n, toks, need) in enumerate(zip(lengths, tokens, needs)):
+        real = np.flatnonzero(np.asarray(toks) != 4)
+        first, last = (int(real[0]), int(real[-1])) if len(real) else (n, -1)
+        for t in range(1, nd):
+            c, r = cum[t], sched.radius[t - 1]
+            rem = f - c
+
+            def row(depth: int, q: int) -> int:
+                return int(offs[depth][k]) + q - cum[depth]
+
+            done = c
+            for a, b in _merge([(max(lo - rem, c), min(hi + rem, n - 1 - c)) for lo, hi in need]):
+                if a > b:
+                    continue
+                if a > done:
+                    zeros[t].append((row(t, done), a - done))
+                x0, x1 = max(a, first - c), min(b, last + c)
+                if x0 > x1:
+                    consts[t].append((row(t, a), b - a + 1))
+                else:
+                    if x0 > a:
+                        consts[t].append((row(t, a), x0 - a))
+                    convs[t].append((row(t, x0), row(t - 1, x0 - r), x1 - x0 + 1, row(t - 2, x0) if t % 2 == 0 else 0))
+                    if x1 < b:
+                        consts[t].append((row(t, x1 + 1), b - x1))
+                done = b + 1
+            if done <= n - 1 - c:
+                zeros[t].append((row(t, done), n - c - done))
+    out_rows = {}
+    for t in skip_depths:
+        idx = [offs[t][k] + np.arange(f, n - f) - cum[t] for k, n in enumerate(lengths)]
+        out_rows[t] = torch.from_numpy(np.concatenate(idx).astype(np.int64))
+    return _PyramidPlan(rows, convs, consts, zeros, out_rows)
+
+
 class IncrementalBackend:
     """Ensemble probabilities for alt jobs by incremental (cone-only) computation."""
 
@@ -156,10 +258,12 @@ class IncrementalBackend:
         max_rows: int | None = None,
         max_jobs: int | None = None,
         pad_ratio: float | None = None,
+        reference: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.nets = [_prepare(m, self.device) for m in model.members]
         self.sched = _schedule(self.nets[0])
+        self.consts = [_constants(net) for net in self.nets]
         self.flank = self.sched.flank
         if self.flank * 2 != model.context:
             raise ValueError("engine schedule and model context disagree")
@@ -175,6 +279,9 @@ class IncrementalBackend:
         if precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {precision} needs a CUDA device (got {self.device})")
         self.precision = precision
+        self.reference = reference or ("segment" if gpu else "pyramid")
+        if self.reference not in ("pyramid", "segment"):
+            raise ValueError(f"reference must be 'pyramid' or 'segment', got {reference!r}")
         self.macs = 0  # wide-convolution multiply-accumulates done so far (all members)
 
     # ------------------------------------------------------------------ public
@@ -260,9 +367,18 @@ class IncrementalBackend:
         slack = [max((p["batch"] * p["widths"][t] if p["stored"][t] else 0) for p in plans) for t in range(len(n_rows))]
         ref_sum: torch.Tensor | None = None
         alt_sum: list[torch.Tensor | None] = [None] * len(batches)
+        pyramid = None
+        if self.reference == "pyramid":
+            needs = [self._needs(jobs, by_seg[s]) for s in group]
+            upg = self.nets[0].units_per_group
+            skip_depths = range(0, len(self.sched.cum), 2 * upg)
+            pyramid = _pyramid_plan(self.sched, [len(t) for t in seg_tokens], seg_tokens, needs, skip_depths)
         with torch.inference_mode(), self._autocast():
             for m, net in enumerate(self.nets):
-                stores, ref_probs = self._reference(net, seg_tokens, slack)
+                if pyramid is None:
+                    stores, ref_probs = self._reference(net, seg_tokens, slack)
+                else:
+                    stores, ref_probs = self._reference_pyramid(net, self.consts[m], seg_tokens, slack, pyramid)
                 ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
                 for k, plan in enumerate(plans):
                     p = self._alt(net, stores, n_rows, plan)
@@ -311,6 +427,62 @@ class IncrementalBackend:
                 offsets[t] += n
             k = run
         return stores, torch.cat(probs)
+
+    @staticmethod
+    def _needs(jobs, idx: Sequence[int]) -> list[tuple[int, int]]:
+        """Per job, the segment positions whose reference outputs it reads, directly (the reference
+        output range) or as alt context (alt positions outside the alt frame, shifted right of the
+        edit); a depth with r positions of receptive field still to come needs them widened by r."""
+        out = []
+        for i in idx:
+            j = jobs[i]
+            alt_hi = j.alt_lo + j.n_alt - 1
+            lo = min(j.ref_lo, j.alt_lo)
+            hi = max(j.ref_lo + j.n_ref - 1, alt_hi - j.shift, min(alt_hi, j.edit - 1))
+            out.append((lo, hi))
+        return out
+
+    def _reference_pyramid(
+        self, net: _Net, const: list[torch.Tensor], tokens: list[np.ndarray], slack: list[int], plan: "_PyramidPlan"
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The stores of :meth:`_reference` (same layout), filled only where a job reads them.
+
+        Rows that no job needs are zero; rows in the segments' N runs hold the constant row.
+        """
+        sc = self.sched
+        c = net.stem.shape[1]
+        dev = self.device
+        stores = [
+            torch.empty((plan.rows[t] + slack[t], c), dtype=net.stem.dtype, device=dev) for t in range(len(sc.cum))
+        ]
+        tok = torch.from_numpy(np.concatenate(tokens).astype(np.int64)).to(dev)
+        torch.index_select(net.stem, 0, tok, out=stores[0][: plan.rows[0]])
+        macs = 0
+        for t in range(1, len(sc.cum)):
+            unit = net.units[(t - 1) // 2]
+            r = unit.radius
+            dst, prev = stores[t], stores[t - 1]
+            for row, src, width, res in plan.convs[t]:
+                x = prev[src : src + width + 2 * r].unsqueeze(0)
+                if t % 2 == 1:
+                    y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
+                    dst[row : row + width].copy_(y[0])
+                else:
+                    y = _conv(x, unit.w2, unit.b2, unit.dilation)
+                    torch.add(y[0], stores[t - 2][res : res + width], out=dst[row : row + width])
+                macs += width * unit.kernel * c * c
+            for row, width in plan.consts[t]:
+                dst[row : row + width] = const[t]
+            for row, width in plan.zeros[t]:
+                dst[row : row + width].zero_()
+        self.macs += macs
+        skip = None
+        upg = net.units_per_group
+        for g in range(len(net.skip_w)):
+            h = stores[2 * upg * g].index_select(0, plan.out_rows[2 * upg * g].to(dev))
+            y = h @ net.skip_w[g] + net.skip_b[g]
+            skip = y if skip is None else skip + y
+        return stores, torch.softmax((skip @ net.head_w + net.head_b).float(), dim=-1)
 
     def _valid_forward(self, net: _Net, tok: torch.Tensor, probs: list):
         """Valid forward of equal-length segments (B, n): yields (depth, activations (B, n - 2c, C))
