@@ -169,11 +169,13 @@ def _constants(net: _Net) -> list[torch.Tensor]:
 class _PyramidPlan:
     """Where the pyramid reference pass computes, per depth t (rows index the depth's store):
     ``convs[t]`` (row, row of the first input at depth t - 1, width, row of the residual at
-    depth t - 2), ``consts[t]`` and ``zeros[t]`` (row, width); ``out_rows[t]`` the depth-t rows of
+    depth t - 2) for pieces computed one by one, ``batched[t]`` (width, input rows, output rows,
+    residual rows) for narrow pieces of equal width computed as one batch, ``consts[t]`` and ``zeros[t]`` (row, width); ``out_rows[t]`` the depth-t rows of
     every output position, in output-row order (for the skip connections)."""
 
     rows: list[int]
     convs: list[list[tuple[int, int, int, int]]]
+    batched: list[list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]]]
     consts: list[list[tuple[int, int]]]
     zeros: list[list[tuple[int, int]]]
     out_rows: dict[int, torch.Tensor]
@@ -196,6 +198,7 @@ def _pyramid_plan(
     tokens: Sequence[np.ndarray],
     needs: Sequence[list[tuple[int, int]]],
     skip_depths: Sequence[int],
+    batch_width: int = 4096,
 ) -> _PyramidPlan:
     """The pyramid pass of a group of segments (see :meth:`IncrementalBackend._reference_pyramid`).
 
@@ -239,11 +242,31 @@ def _pyramid_plan(
                 done = b + 1
             if done <= n - 1 - c:
                 zeros[t].append((row(t, done), n - c - done))
+    batched: list[list] = [[] for _ in range(nd)]
+    for t in range(1, nd):
+        r = sched.radius[t - 1]
+        by_width: dict[int, list] = {}
+        for op in convs[t]:
+            if op[2] <= batch_width:
+                by_width.setdefault(op[2], []).append(op)
+        for width, ops in by_width.items():
+            if len(ops) < 2:
+                continue
+            rows_, srcs, res = (np.array([op[i] for op in ops], dtype=np.int64)[:, None] for i in (0, 1, 3))
+            batched[t].append(
+                (
+                    width,
+                    torch.from_numpy((srcs + np.arange(width + 2 * r)).reshape(-1)),
+                    torch.from_numpy((rows_ + np.arange(width)).reshape(-1)),
+                    torch.from_numpy((res + np.arange(width)).reshape(-1)) if t % 2 == 0 else None,
+                )
+            )
+            convs[t] = [op for op in convs[t] if op not in ops]
     out_rows = {}
     for t in skip_depths:
         idx = [offs[t][k] + np.arange(f, n - f) - cum[t] for k, n in enumerate(lengths)]
         out_rows[t] = torch.from_numpy(np.concatenate(idx).astype(np.int64))
-    return _PyramidPlan(rows, convs, consts, zeros, out_rows)
+    return _PyramidPlan(rows, convs, batched, consts, zeros, out_rows)
 
 
 class IncrementalBackend:
@@ -471,6 +494,15 @@ class IncrementalBackend:
                     y = _conv(x, unit.w2, unit.b2, unit.dilation)
                     torch.add(y[0], stores[t - 2][res : res + width], out=dst[row : row + width])
                 macs += width * unit.kernel * c * c
+            for width, src, row, res in plan.batched[t]:
+                x = prev.index_select(0, src.to(dev)).view(-1, width + 2 * r, c)
+                if t % 2 == 1:
+                    y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
+                else:
+                    y = _conv(x, unit.w2, unit.b2, unit.dilation)
+                    y = y.view(-1, c).add_(stores[t - 2].index_select(0, res.to(dev)))
+                dst.index_copy_(0, row.to(dev), y.view(-1, c))
+                macs += y.numel() // c * unit.kernel * c * c
             for row, width in plan.consts[t]:
                 dst[row : row + width] = const[t]
             for row, width in plan.zeros[t]:
