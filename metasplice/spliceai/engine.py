@@ -127,6 +127,14 @@ def _act_(y: torch.Tensor, slope: float) -> torch.Tensor:
     return torch.relu_(y) if slope == 0.0 else F.leaky_relu_(y, slope)
 
 
+def _act_into(y: torch.Tensor, slope: float, out: torch.Tensor) -> None:
+    """``out`` = act(``y``) in one pass for ReLU (``y`` may be overwritten)."""
+    if slope == 0.0:
+        torch.clamp_min(y, 0.0, out=out)
+    else:
+        out.copy_(F.leaky_relu_(y, slope))
+
+
 @dataclass
 class _Schedule:
     """Per-conv radius and cumulative half receptive field (c after conv t; c[0] = 0)."""
@@ -488,8 +496,8 @@ class IncrementalBackend:
             for row, src, width, res in plan.convs[t]:
                 x = prev[src : src + width + 2 * r].unsqueeze(0)
                 if t % 2 == 1:
-                    y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
-                    dst[row : row + width].copy_(y[0])
+                    y = _conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation)
+                    _act_into(y[0], net.slope, dst[row : row + width])
                 else:
                     y = _conv(x, unit.w2, unit.b2, unit.dilation)
                     torch.add(y[0], stores[t - 2][res : res + width], out=dst[row : row + width])
@@ -647,7 +655,7 @@ class IncrementalBackend:
                 y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
             else:
                 y = _conv(x, unit.w2, unit.b2, unit.dilation)
-                y = y + take(resid, widths[t])
+                y = y.add_(take(resid, widths[t]))
             macs += b * widths[t] * unit.kernel * c * c
             put(t, y)
             if t % 2 == 0 and (t // 2) % net.units_per_group == 0:
