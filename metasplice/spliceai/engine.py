@@ -314,6 +314,7 @@ class IncrementalBackend:
         if self.reference not in ("pyramid", "segment"):
             raise ValueError(f"reference must be 'pyramid' or 'segment', got {reference!r}")
         self.macs = 0  # wide-convolution multiply-accumulates done so far (all members)
+        self._pool: list[torch.Tensor | None] = []  # reference stores, reused (see _stores)
 
     # ------------------------------------------------------------------ public
     def predict(
@@ -362,6 +363,24 @@ class IncrementalBackend:
                 yield
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def _stores(self, sizes: list[int], channels: int, dtype: torch.dtype) -> list[torch.Tensor]:
+        """One (size, channels) store per depth: views of buffers kept between member networks and
+        groups (grown when too small). Fresh buffers of hundreds of MB per network would each be
+        paged in again; every row a pass reads is written first by that pass."""
+        pool = self._pool
+        for t, n in enumerate(sizes):
+            buf = pool[t] if t < len(pool) else None
+            if buf is None or buf.shape[0] < n or buf.shape[1] != channels or buf.dtype != dtype:
+                grown = max(n, int(1.25 * buf.shape[0])) if buf is not None and buf.shape[1] == channels else n
+                if t < len(pool):
+                    pool[t] = None  # release before allocating the larger one
+                buf = torch.empty((grown, channels), dtype=dtype, device=self.device)
+                if t < len(pool):
+                    pool[t] = buf
+                else:
+                    pool.append(buf)
+        return [pool[t][:n] for t, n in enumerate(sizes)]
 
     def _padded_lengths(self, lengths: dict[int, int]) -> dict[int, int]:
         """Length each segment is padded to (with N on the right) so that segments of similar length
@@ -440,10 +459,7 @@ class IncrementalBackend:
         sc = self.sched
         rows = [sum(len(t) - 2 * c for t in tokens) for c in sc.cum]
         ref = self.nets[0].stem
-        stores = [
-            torch.empty((rows[t] + slack[t], ref.shape[1]), dtype=ref.dtype, device=self.device)
-            for t in range(len(rows))
-        ]
+        stores = self._stores([rows[t] + slack[t] for t in range(len(rows))], ref.shape[1], ref.dtype)
         probs = []
         offsets = [0] * len(rows)
         k = 0
@@ -483,9 +499,7 @@ class IncrementalBackend:
         sc = self.sched
         c = net.stem.shape[1]
         dev = self.device
-        stores = [
-            torch.empty((plan.rows[t] + slack[t], c), dtype=net.stem.dtype, device=dev) for t in range(len(sc.cum))
-        ]
+        stores = self._stores([plan.rows[t] + slack[t] for t in range(len(sc.cum))], c, net.stem.dtype)
         tok = torch.from_numpy(np.concatenate(tokens).astype(np.int64)).to(dev)
         torch.index_select(net.stem, 0, tok, out=stores[0][: plan.rows[0]])
         macs = 0
