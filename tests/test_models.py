@@ -128,11 +128,28 @@ def remote_code_model(tmp_path_factory):
         yield _write_remote_code_model(tmp_path_factory)
 
 
-def _write_remote_code_model(tmp_path_factory) -> str:
+# HyenaDNA's own CharacterTokenizer lists only characters in get_vocab() ({chr(i): i}), so transformers >= 4.34
+# re-adds its special tokens after the vocabulary ([SEP] 13, [CLS] 16) while its own table has them at 0 and 1;
+# it adds [CLS] + sequence + [SEP]. Variant "unknown": [SEP] is not in its own table either.
+HYENA_VOCAB_TOKENIZER = REMOTE_TOKENIZER.replace(
+    "return dict(self._vocab_str_to_int)", "return {chr(i): i for i in range(self.vocab_size)}"
+).replace("return token_ids_0 + [1] +", "return [self.cls_token_id] + token_ids_0 + [self.sep_token_id] +")
+UNKNOWN_SEP_TOKENIZER = HYENA_VOCAB_TOKENIZER.replace('"[SEP]": 1,', '"[SEPARATOR]": 1,')
+
+
+@pytest.fixture(scope="module")
+def hyena_vocab_models(tmp_path_factory, remote_code_model):
+    """Snapshots of the HyenaDNA-shaped model with HyenaDNA's get_vocab() behaviour: {"hyena": ..., "unknown": ...}
+    (inside remote_code_model's temporary modules cache)."""
+    return {key: _write_remote_code_model(tmp_path_factory, text, f"tinyhyena_{key}")
+            for key, text in [("hyena", HYENA_VOCAB_TOKENIZER), ("unknown", UNKNOWN_SEP_TOKENIZER)]}
+
+
+def _write_remote_code_model(tmp_path_factory, tokenizer: str = REMOTE_TOKENIZER, name: str = "tinyhyena") -> str:
     src = tmp_path_factory.mktemp("remote_src")
-    out = tmp_path_factory.mktemp("remote") / "tinyhyena"
+    out = tmp_path_factory.mktemp("remote") / name
     for name, text in [("configuration_tinyhyena.py", REMOTE_CONFIG), ("modeling_tinyhyena.py", REMOTE_MODEL),
-                       ("tokenization_tinyhyena.py", REMOTE_TOKENIZER), ("__init__.py", "")]:
+                       ("tokenization_tinyhyena.py", tokenizer), ("__init__.py", "")]:
         (src / name).write_text(textwrap.dedent(text))
     spec = importlib.util.spec_from_file_location("tinyhyena_pkg", src / "__init__.py",
                                                   submodule_search_locations=[str(src)])
@@ -145,7 +162,7 @@ def _write_remote_code_model(tmp_path_factory) -> str:
     modeling.TinyHyenaModel.register_for_auto_class("AutoModel")
     torch.manual_seed(0)
     modeling.TinyHyenaModel(configuration.TinyHyenaConfig()).save_pretrained(out)
-    (out / "tokenization_tinyhyena.py").write_text(textwrap.dedent(REMOTE_TOKENIZER))
+    (out / "tokenization_tinyhyena.py").write_text(textwrap.dedent(tokenizer))
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "CharTokenizer", "model_max_length": 4096,
         "auto_map": {"AutoTokenizer": ["tokenization_tinyhyena.CharTokenizer", None]},
@@ -284,6 +301,32 @@ def test_hf_fast_tokenizer_matches_own_tokenizer(tiny_bert, remote_code_model):
         centre_ids = a["input_ids"][torch.arange(6), a["centre"]]
         letter_ids = [fast.tokenizer.convert_tokens_to_ids("ACGTN"[t]) for t in ref[:, CONTEXT // 2].tolist()]
         assert centre_ids.tolist() == letter_ids
+
+
+def test_hf_special_tokens_outside_the_model_vocabulary(hyena_vocab_models, caplog):
+    """HyenaDNA's tokenizer under transformers >= 4.34: [CLS]/[SEP] get ids past the model's 12-token vocabulary
+    (the embedding lookup would fail or read an untrained row); the encoder uses the ids of the tokenizer's own
+    table, says so, and a special token its table does not know is an error naming the model."""
+    from transformers import AutoTokenizer
+
+    path = hyena_vocab_models["hyena"]
+    own = AutoTokenizer.from_pretrained(path, trust_remote_code=True)("ACGTN")["input_ids"]
+    assert own[1:-1] == [7, 8, 9, 10, 11] and min(own[0], own[-1]) >= 12  # the behaviour being guarded
+    values = {"model_path": path, "context": CONTEXT, "trust_remote_code": True}
+    with caplog.at_level("WARNING", logger="metasplice.models.hf_encoder"):
+        model = build_model("hf_encoder", model_config("hf_encoder", values))
+    assert "gives [CLS] the id" in caplog.text and "using 0" in caplog.text
+    ref, alt, _, _ = toy_batch(3)
+    ids = model.encode(ref)["input_ids"]
+    assert ids[:, 0].tolist() == [0, 0, 0] and ids[:, -1].tolist() == [1, 1, 1]
+    assert int(ids.max()) < 12
+    assert torch.isfinite(model(ref, alt)).all()
+    # the per-batch tokenizer path has no compiled table to correct: it refuses the ids at load time
+    with pytest.raises(ValueError, match="vocabulary has 12 ids"):
+        build_model("hf_encoder", model_config("hf_encoder", {**values, "fast_char_tokenizer": False}))
+    unknown = {**values, "model_path": hyena_vocab_models["unknown"]}
+    with pytest.raises(ValueError, match=r"gives token ids \[1[0-9]\] \(\['\[SEP\]'\]\).*vocabulary has 12 ids"):
+        build_model("hf_encoder", model_config("hf_encoder", unknown))
 
 
 def test_decode():

@@ -206,6 +206,36 @@ def hidden_size(encoder: nn.Module) -> int:
     raise ValueError(f"can't tell the hidden size of {type(encoder).__name__}: its config has none of {HIDDEN_SIZE_KEYS}")
 
 
+def vocabulary_size(encoder: nn.Module) -> int | None:
+    """Token ids the encoder accepts: the smaller of its config's ``vocab_size`` and the rows of its input
+    embedding (``get_input_embeddings()`` or else its first ``nn.Embedding``); None when it shows neither."""
+    sizes = []
+    value = getattr(getattr(encoder, "config", None), "vocab_size", None)
+    if isinstance(value, int) and value > 0:
+        sizes.append(value)
+    try:
+        embedding = encoder.get_input_embeddings()
+    except (NotImplementedError, AttributeError):
+        embedding = next((m for m in encoder.modules() if isinstance(m, nn.Embedding)), None)
+    if isinstance(embedding, nn.Embedding):
+        sizes.append(embedding.num_embeddings)
+    return min(sizes) if sizes else None
+
+
+def base_vocabulary_id(tokenizer: Any, token_id: int) -> int | None:
+    """The id a slow tokenizer's own base table gives the token behind ``token_id``, when that table lists it
+    under the same string (``_convert_token_to_id`` / ``_convert_id_to_token`` round trip); else None."""
+    token = tokenizer.convert_ids_to_tokens(int(token_id))
+    to_id, to_token = getattr(tokenizer, "_convert_token_to_id", None), getattr(tokenizer, "_convert_id_to_token", None)
+    if not isinstance(token, str) or to_id is None or to_token is None:
+        return None
+    try:
+        base = int(to_id(token))
+        return base if to_token(base) == token else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
 def decode(tokens: np.ndarray) -> list[str]:
     """uint8 tokens (B, L) -> B strings over "ACGTN"."""
     return [row.tobytes().decode("ascii") for row in ALPHABET[np.asarray(tokens, dtype=np.intp)]]
@@ -230,7 +260,9 @@ class HFEncoderModel(nn.Module):
         per_window = d * config.attention_heads + (d if config.readout == "centre+attention" else 0)
         self.head = MLPHead(2 * per_window, config.head_hidden, len(self.output_names), config.dropout)
         self._forward_keys = set(inspect.signature(self.encoder.forward).parameters)
+        self.vocab_limit = vocabulary_size(self.encoder)
         self._setup_fast_tokenizer()
+        self._check_token_ids()
         if config.readout == "centre+attention":
             self._check_centre_readout()
         total, trainable = count_parameters(self)
@@ -274,10 +306,51 @@ class HFEncoderModel(nn.Module):
             if prefix is not None and (pre, suf) != (prefix, suffix):
                 return
             prefix, suffix = pre, suf
+        prefix, suffix = self._in_vocabulary(prefix), self._in_vocabulary(suffix)
         self.register_buffer("_lut", lut, persistent=False)
         self.register_buffer("_prefix", torch.tensor(prefix, dtype=torch.long), persistent=False)
         self.register_buffer("_suffix", torch.tensor(suffix, dtype=torch.long), persistent=False)
         self.char_table = True
+
+    def _in_vocabulary(self, ids: list[int]) -> list[int]:
+        """Special-token ids of the compiled table, each given outside the model's vocabulary moved to the id
+        of the tokenizer's own base table (logged). HyenaDNA's CharacterTokenizer needs this under
+        transformers >= 4.34: its get_vocab() leaves out [CLS]/[SEP], so transformers re-adds them after
+        the vocabulary (ids 12+ against the model's 12) while its own table says 0 and 1."""
+        limit, out = self.vocab_limit, []
+        for i in ids:
+            base = base_vocabulary_id(self.tokenizer, i) if limit is not None and i >= limit else None
+            if base is not None and base < limit:
+                log.warning(
+                    "tokenizer of %s gives %s the id %d, outside the model's %d-token vocabulary; using %d, "
+                    "its id in the tokenizer's own vocabulary table",
+                    self.config.model_path, self.tokenizer.convert_ids_to_tokens(i), i, limit, base,
+                )
+                i = base
+            out.append(i)
+        return out
+
+    def _check_token_ids(self) -> None:
+        """Every id the tokenizer gives a window must index the model's vocabulary (else the embedding lookup
+        fails, or silently reads an untrained row)."""
+        if self.vocab_limit is None:
+            return
+        if self.char_table:
+            self._check_ids(torch.cat([self._lut, self._prefix, self._suffix]))
+        else:  # encode() checks every batch; a probe makes a mismatch fail at load time
+            probe = np.random.default_rng(2).integers(0, 5, (2, self.config.context), dtype=np.uint8)
+            self.encode(torch.from_numpy(probe))
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        bad = ids >= self.vocab_limit
+        if bool(bad.any()):
+            wrong = sorted(set(ids[bad].tolist()))
+            raise ValueError(
+                f"the tokenizer of Hugging Face model {self.config.model_path!r} ({type(self.tokenizer).__name__}) "
+                f"gives token ids {wrong} ({self.tokenizer.convert_ids_to_tokens(wrong)}), but the model's "
+                f"vocabulary has {self.vocab_limit} ids (0..{self.vocab_limit - 1}): the tokenizer files do not "
+                "match the model. Use the tokenizer files of the same snapshot and revision as the weights."
+            )
 
     def encode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tokens (N, L) -> input_ids, attention_mask (N, T), sequence mask (N, T, True on sequence
@@ -297,6 +370,8 @@ class HFEncoderModel(nn.Module):
             decode(tokens.cpu().numpy()), padding=True, return_special_tokens_mask=True,
             return_offsets_mapping=want_offsets, return_tensors="pt",
         )
+        if self.vocab_limit is not None:
+            self._check_ids(enc["input_ids"])
         seq_mask = ~enc["special_tokens_mask"].bool()
         attention = enc.get("attention_mask", torch.ones_like(enc["input_ids"]))
         centre = torch.full((n,), -1, dtype=torch.long)
