@@ -367,10 +367,10 @@ def aggregate_folds(
             "folds": per_fold,
             "across_folds": across,
         },
-        "n": {"val": n_val, "test": E._counts(pooled)},
+        "n": {"val": n_val, "test": E.measured_test_counts(pooled, reference, cfg.reference)},
         "threshold": {"threshold": None, "rule": "score >= threshold of the variant's fold", "chosen_on": "val",
                       "per_fold": [c["threshold"] for c in chosen]},
-        "fixed_threshold": {"threshold": cfg.fixed_threshold, "rule": "score > threshold"},
+        "fixed_threshold": E.fixed_rule(cfg, summary),
         **summary,
         **E.task_metrics(pooled, task, cfg),
     }

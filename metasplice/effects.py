@@ -6,13 +6,14 @@ columns) and ``variants.parquet`` (``label``, ``strand``), by training and by ev
 
 Effect type (:func:`effect_labels`), one class per row out of :data:`EFFECT_CLASSES`:
 
-- Normal variants (label 0) -> ``normal``, whatever the base model scored (like the validated delta
-  targets, which are zeros for every Normal variant);
+- Normal variants (label 0) the base model scored -> ``normal``, whatever it scored (like the validated
+  delta targets, which are zeros for every scored Normal variant);
 - Splice-altering variants (label 1) -> the class of their largest delta score (DS_AG ->
   ``acceptor_gain``, DS_AL -> ``acceptor_loss``, DS_DG -> ``donor_gain``, DS_DL -> ``donor_loss``),
   or ``complex`` when a second delta score reaches ``complex_fraction`` x the largest;
 - -1 (no class; the row is left out of the effect-type loss and metrics): other labels,
-  Splice-altering variants the base model did not score (NaN), and Splice-altering variants whose
+  variants the base model did not score (NaN; of both labels, so that "unscoreable" never predicts
+  ``normal``), and Splice-altering variants whose
   largest delta score is <= ``min_score`` (the base model sees no effect whose type it could tell;
   with the default 0.0 only rows scored exactly zero everywhere).
 
@@ -112,7 +113,7 @@ def effect_labels(
     ds = _ds_array(ds)
     label = _labels(label, len(ds))
     out = np.full(len(ds), IGNORE, dtype=np.int64)
-    out[label == 0] = NORMAL
+    out[(label == 0) & np.isfinite(ds).all(axis=1)] = NORMAL
     effect, top_index = _dominant(ds, label, min_score)
     if effect.any():
         d = ds[effect]

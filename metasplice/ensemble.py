@@ -404,7 +404,9 @@ def evaluate_ensemble_files(
     }
     if info:
         extra[config.combine] = info
-    result = E.evaluate_predictions(pred, cfg, experiment, "ensemble", reference, cfg.reference, extra)
+    # a mean of delta scores is a delta score; ranks, stacked probabilities and means of probabilities are not
+    fixed_scale = config.combine == "mean" and all(E.delta_scale(t) for t in tables.values())
+    result = E.evaluate_predictions(pred, cfg, experiment, "ensemble", reference, cfg.reference, extra, fixed_scale)
     if any(c.startswith("pred_") and "_q" in c for c in pred.columns):  # a quantile ensemble
         result.update(E.task_metrics(pred, "quantile", cfg))
     E.write_evaluation(pred, result, predictions_out, metrics_out,

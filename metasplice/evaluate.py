@@ -191,6 +191,41 @@ def _counts(part: pd.DataFrame) -> dict[str, int]:
     }
 
 
+def delta_scale(table: pd.DataFrame) -> bool:
+    """Whether the table's score is a delta score (the scale of SpliceAI's fixed threshold): it has predicted
+    delta columns ``pred_DS_*`` and its score is their maximum (baselines, delta and quantile models) - not a
+    probability, a class score or a rank."""
+    cols = [f"pred_{c}" for c in DS_COLUMNS if f"pred_{c}" in table.columns]
+    if not cols or table.empty:
+        return False
+    ds, score = table[cols].to_numpy(np.float64), table["score"].to_numpy(np.float64)
+    ok = np.isfinite(ds).all(axis=1) & np.isfinite(score)
+    return bool(ok.any()) and bool(np.allclose(ds[ok].max(axis=1), score[ok], rtol=0.0, atol=1e-9))
+
+
+def reference_scored(test: pd.DataFrame, reference: pd.DataFrame | None) -> np.ndarray:
+    """Bool per row of ``test``: the reference base model scored the variant (all True without a reference).
+
+    Every row of the result tables is measured on these test variants, so a meta-model that also scores
+    what the base model skips (MNVs, long deletions, variants at contig ends) is not compared on more
+    variants than the baseline."""
+    if reference is None:
+        return np.ones(len(test), dtype=bool)
+    ref = reference.drop_duplicates("variant_id").set_index("variant_id")["score"]
+    return np.isfinite(test["variant_id"].map(ref).to_numpy(np.float64))
+
+
+def measured_test_counts(test: pd.DataFrame, reference: pd.DataFrame | None, reference_name: str = "") -> dict[str, Any]:
+    """Counts of the labelled test rows measured (those the reference scored), plus how many the
+    reference left out (``unscored_by_reference``) and their scored counterpart for this model."""
+    common = reference_scored(test, reference)
+    out: dict[str, Any] = _counts(test[common])
+    if reference is not None:
+        out["unscored_by_reference"] = int((~common).sum())
+        out["reference"] = reference_name
+    return out
+
+
 def _scored_arrays(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     s = part["score"].to_numpy(dtype=np.float64)
     ok = np.isfinite(s)
@@ -278,17 +313,30 @@ def summarise_test(
     cfg: EvalConfig,
     reference: pd.DataFrame | None = None,
     reference_name: str = "",
+    fixed_scale: bool | None = None,
 ) -> dict:
     """Test-set metrics given the calls at the validation-chosen threshold(s).
 
+    ``fixed_scale``: whether the score is a delta score, so that SpliceAI's fixed threshold applies
+    (None: :func:`delta_scale` of ``test``); else ``at_fixed_threshold`` is None.
+
     ``test``: labelled test rows; ``calls``: bool per row of ``test`` (``score >= threshold`` with the
     threshold chosen on validation; cross-validation passes each fold's own calls). Rows without a
-    score are left out.
+    score, and rows the ``reference`` base model did not score (:func:`reference_scored`), are left out;
+    ``all_scored`` gives ROC-AUC and PR-AUC on every row this model scored when that set is larger.
     """
     calls = np.asarray(calls, dtype=bool)
     if calls.shape != (len(test),):
         raise ValueError(f"calls must have one value per test row ({len(test)}), got {calls.shape}")
-    scored = np.isfinite(test["score"].to_numpy(np.float64))
+    own = np.isfinite(test["score"].to_numpy(np.float64))
+    common = reference_scored(test, reference)
+    all_scored = None
+    if (own & ~common).any():
+        ya, sa = test["label"].to_numpy().astype(np.int8)[own], test["score"].to_numpy(np.float64)[own]
+        all_scored = {"n": int(own.sum()), "n_unscored_by_reference": int((own & ~common).sum()),
+                      "roc_auc": _iv(M.roc_auc_ci(ya, sa, cfg.bootstrap)),
+                      "pr_auc": _iv(M.pr_auc_ci(ya, sa, cfg.bootstrap))}
+    scored = own & common
     test, calls = test[scored], calls[scored]
     y = test["label"].to_numpy().astype(np.int8)
     s = test["score"].to_numpy(np.float64)
@@ -297,13 +345,17 @@ def summarise_test(
     b = cfg.bootstrap
     call_score = calls.astype(np.float64)  # calls as a 0/1 score: ">= 0.5" reproduces them
     rules = {"at_val_threshold": (call_score, 0.5, True), "at_fixed_threshold": (s, fixed_threshold, False)}
+    if not (delta_scale(test) if fixed_scale is None else fixed_scale):
+        del rules["at_fixed_threshold"]
     out: dict[str, Any] = {
         "metrics": {
             "roc_auc": _iv(M.roc_auc_ci(y, s, b)),
             "pr_auc": _iv(M.pr_auc_ci(y, s, b)),
+            "at_fixed_threshold": None,  # replaced below for delta scores
             **{name: _at_threshold(y, sc, t, inc, b) for name, (sc, t, inc) in rules.items()},
         },
         "correlation": correlation(test, cfg),
+        "all_scored": all_scored,
     }
     out["confusion_matrix"] = out["metrics"]["at_val_threshold"]["confusion"]
     breakdowns: dict[str, list] = {}
@@ -355,11 +407,13 @@ def evaluate_predictions(
     reference: pd.DataFrame | None = None,
     reference_name: str = "",
     extra: Mapping[str, Any] | None = None,
+    fixed_scale: bool | None = None,
 ) -> dict:
     """metrics.json content for a predictions table (rows of splits ``val`` and ``test``).
 
     The threshold is chosen from the validation rows alone; everything else is measured on the test
     rows. ``reference``: (variant_id, score) of the base model to compare with (None: no comparison).
+    ``fixed_scale``: see :func:`summarise_test`.
     """
     val, test = _labelled(pred, "val"), _labelled(pred, "test")
     yv, sv = _scored_arrays(val)
@@ -369,16 +423,23 @@ def evaluate_predictions(
         raise ValueError(f"{name or 'evaluation'}: {err}") from None
     calls = test["score"].to_numpy(np.float64) >= chosen["threshold"]
     try:
-        summary = summarise_test(test, calls, cfg.fixed_threshold, cfg, reference, reference_name)
+        summary = summarise_test(test, calls, cfg.fixed_threshold, cfg, reference, reference_name, fixed_scale)
     except ValueError as err:
         raise ValueError(f"{name or 'evaluation'}: {err}") from None
     return {
         **_header(name, task, extra, cfg),
-        "n": {"val": _counts(val), "test": _counts(test)},
+        "n": {"val": _counts(val), "test": measured_test_counts(test, reference, reference_name)},
         "threshold": chosen,
-        "fixed_threshold": {"threshold": cfg.fixed_threshold, "rule": "score > threshold"},
+        "fixed_threshold": fixed_rule(cfg, summary),
         **summary,
     }
+
+
+def fixed_rule(cfg: EvalConfig, summary: Mapping[str, Any]) -> dict:
+    """The ``fixed_threshold`` entry of metrics.json: SpliceAI's rule, and whether it applied to this score."""
+    applies = summary["metrics"].get("at_fixed_threshold") is not None
+    return {"threshold": cfg.fixed_threshold, "rule": "score > threshold", "applies": applies,
+            **({} if applies else {"note": "not a delta score (probability, class score or rank): not applied"})}
 
 
 def _clean(value: Any) -> Any:

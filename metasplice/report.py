@@ -114,6 +114,7 @@ def summary_row(item: _Loaded) -> dict[str, Any]:
         "n_splice_altering": n_test.get("positive_scored"),
         "n_normal": n_test.get("negative_scored"),
         "n_unscored": n_test.get("unscored"),
+        "n_unscored_by_reference": n_test.get("unscored_by_reference"),
     }
     if m.get("task") == "localisation" and isinstance(m.get("localisation"), Mapping):
         # no classifier score: the test variants it is measured on are the Splice-altering ones with a target
@@ -123,6 +124,8 @@ def summary_row(item: _Loaded) -> dict[str, Any]:
     row["correlation_n"] = _get(m, "correlation", "n")
     row.update(_interval_columns("roc_auc", mt.get("roc_auc")))
     row.update(_interval_columns("pr_auc", mt.get("pr_auc")))
+    row["n_all_scored"] = _get(m, "all_scored", "n")
+    row.update(_interval_columns("roc_auc_all_scored", _get(m, "all_scored", "roc_auc")))
     row["val_threshold"] = _get(m, "threshold", "threshold")
     for key, tag in (("at_val_threshold", "val_threshold"), ("at_fixed_threshold", "fixed_threshold")):
         for metric in ("f1", "detection_rate", "fpr"):
@@ -229,7 +232,9 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
             f"{_n(r['n_test'])} ({_n(r['n_splice_altering'])}/{_n(r['n_normal'])})", p,
         ])
     fixed = [[r["experiment"], _ci(r, "f1_fixed_threshold"), _ci(r, "detection_rate_fixed_threshold"),
-              _ci(r, "fpr_fixed_threshold"), _fmt(r["val_threshold"])] for r in records]
+              _ci(r, "fpr_fixed_threshold"), _fmt(r["val_threshold"])] for r in records
+             if r.get("f1_fixed_threshold") is not None]
+    excluded = max((r.get("n_unscored_by_reference") or 0 for r in records), default=0)
     comp = [[r["experiment"], r["compared_with"], _n(r["comparison_n"]), _ci(r, "roc_auc_difference"),
              _p(r["p_roc_auc_bootstrap"], r["comparison_n_boot"]), _p(r["p_roc_auc_delong"]),
              _fmt(r["pr_auc_difference"]), _p(r["p_pr_auc_bootstrap"], r["comparison_n_boot"])]
@@ -243,7 +248,10 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         f"seed {meta.get('seed', '?')}). Decision thresholds are chosen on the validation split (maximum F1) "
         f"and applied unchanged to the test split. Baseline rows score each variant by "
         f"max(DS_AG, DS_AL, DS_DG, DS_DL) of the base model, without training. The p-values compare each row "
-        f"with the {reference} baseline on the same variants (paired bootstrap / DeLong, ROC-AUC).",
+        f"with the {reference} baseline on the same variants (paired bootstrap / DeLong, ROC-AUC). Every row is "
+        f"measured on the test variants the {reference} base model scored"
+        + (f"; {excluded} test variants it could not score are left out of every row (a meta-model's ROC-AUC on all "
+           "the variants it scored is in summary.tsv, roc_auc_all_scored)." if excluded else "."),
         "",
         *(["Rows marked (CV) pool the test predictions of the leave-one-chromosome-group-out cross-validation "
            "folds (each labelled variant tested once, by the fold that did not train or validate on it); their "
@@ -256,6 +264,9 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
                    "n (SA/Normal)", f"p vs {reference} (bootstrap / DeLong)"], main),
         "",
         f"## At the fixed threshold (score > {meta.get('fixed_threshold', 0.1)})",
+        "",
+        "SpliceAI's rule applies to delta scores only: baseline rows, delta and quantile models and mean ensembles "
+        "of them (a probability, class score or rank has no such scale).",
         "",
         _md_table(["experiment", "F1", "detection rate", "FPR", "val-chosen threshold"], fixed),
         "",

@@ -496,13 +496,16 @@ def train_step(
 
 
 def _fingerprint(architecture: str, model_config: Any, config: TrainConfig, train_idx: np.ndarray,
-                 val_idx: np.ndarray) -> str:
-    """Hash of everything that determines the result; a saved state is resumed only when it matches."""
+                 val_idx: np.ndarray, data: TrainingData) -> str:
+    """Hash of everything that determines the result - settings, rows, and the rows' windows, targets and
+    labels (re-extracted windows or re-scored targets change it); a saved state is resumed only when it matches."""
     train_fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUNTIME_FIELDS}
     payload = json.dumps([architecture, task_config_dict(model_config), train_fields], sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode())
-    digest.update(train_idx.astype(np.int64).tobytes())
-    digest.update(val_idx.astype(np.int64).tobytes())
+    for idx in (train_idx, val_idx):
+        digest.update(idx.astype(np.int64).tobytes())
+        for array in (data.ref, data.alt, data.y, data.label):
+            digest.update(np.ascontiguousarray(array[idx]).tobytes())
     return digest.hexdigest()
 
 
@@ -606,7 +609,7 @@ def train_model(
     better = (lambda new, old: new < old - config.min_delta) if MONITORS[config.monitor] == "min" else \
              (lambda new, old: new > old + config.min_delta)
 
-    fingerprint = _fingerprint(model.architecture, model.config, config, train_idx, val_idx)
+    fingerprint = _fingerprint(model.architecture, model.config, config, train_idx, val_idx, data)
     state_file = Path(state_path) if state_path is not None else None
     state = _load_state(state_file, fingerprint) if state_file is not None else None
     if state is not None:
@@ -638,7 +641,12 @@ def train_model(
         train_loss = loss_sum.item() / n_train
         val_loss, val_auroc = _evaluate(model, val_t, data.label[val_idx], criterion, eval_batch, dtype)
         value = val_loss if config.monitor == "val_loss" else val_auroc
-        improved = best["value"] is None or (not math.isnan(value) and better(value, best["value"]))
+        # a NaN value (diverged loss, single-class validation AUROC) is "best" only while nothing else is,
+        # and the first finite value after it replaces it
+        if math.isnan(value):
+            improved = best["value"] is None
+        else:
+            improved = best["value"] is None or math.isnan(best["value"]) or better(value, best["value"])
         if improved:
             best.update(epoch=epoch, value=value, state=copy.deepcopy(model.state_dict()), bad_epochs=0)
         else:

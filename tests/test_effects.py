@@ -24,6 +24,7 @@ from metasplice.models.tiny_hf import build_tiny_hf_model
 from metasplice.sequences import extract_windows
 from metasplice.train import (
     TrainConfig,
+    TrainingData,
     _fingerprint,
     load_training_data,
     loss_function,
@@ -60,14 +61,14 @@ def test_effect_labels_of_known_variants():
         [0.30, 0.00, 0.00, 0.60],  # exactly half: complex (ties with the fraction count)
         [0.00, 0.00, 0.00, 0.00],  # Splice-altering, nothing scored above 0: no class
         [np.nan] * 4,              # Splice-altering, not scored: no class
-        [np.nan] * 4,              # Normal, not scored: still normal
+        [np.nan] * 4,              # Normal, not scored: no class either (unscoreable must not mean normal)
         [0.20, 0.90, 0.00, 0.00],  # Normal with a high score: normal (the label decides)
         [0.00, 0.90, 0.00, 0.00],  # other label: no class
     ])
     label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, -1])
     got = FX.effect_labels(ds, label)
     expected = ["donor_loss", "acceptor_gain", "acceptor_loss", "donor_gain", "complex", "complex",
-                None, None, "normal", "normal", None]
+                None, None, None, "normal", None]
     assert got.tolist() == [cls(e) if e else -1 for e in expected]
     # a stricter complex rule and a minimum score
     assert FX.effect_labels(ds[4:5], label[4:5], complex_fraction=0.9).tolist() == [cls("donor_loss")]
@@ -333,8 +334,10 @@ def test_delta_fingerprint_and_old_checkpoints_unchanged(tmp_path):
     cfg = model_config("gated_cnn", {"context": CONTEXT, "hidden": 8, "layers": 1})
     idx = np.arange(4)
     old_payload = {k: v for k, v in dataclasses.asdict(cfg).items() if k in task_config_dict(cfg)}
-    assert _fingerprint("gated_cnn", cfg, TrainConfig(), idx, idx) == _fingerprint(
-        "gated_cnn", dataclasses.replace(cfg, distance=7, quantiles=(0.2, 0.8)), TrainConfig(), idx, idx)
+    tokens = np.zeros((4, CONTEXT), np.uint8)
+    data = TrainingData(tokens, tokens, np.zeros((4, 4), np.float32), np.zeros(4, np.int8), np.full(4, "train"))
+    assert _fingerprint("gated_cnn", cfg, TrainConfig(), idx, idx, data) == _fingerprint(
+        "gated_cnn", dataclasses.replace(cfg, distance=7, quantiles=(0.2, 0.8)), TrainConfig(), idx, idx, data)
     assert set(old_payload) == set(task_config_dict(cfg))
     model = build_model("gated_cnn", cfg)
     save_model(tmp_path / "model.pt", model)

@@ -122,7 +122,7 @@ def test_baseline_files(tmp_path, data):
         assert iv["low"] <= iv["estimate"] <= iv["high"] and iv["n_boot"] + iv["n_skipped"] == 200
     for rule in ("at_val_threshold", "at_fixed_threshold"):
         assert set(res["metrics"][rule]) == {"detection_rate", "fpr", "precision", "f1", "confusion"}
-    assert res["fixed_threshold"] == {"threshold": 0.1, "rule": "score > threshold"}
+    assert res["fixed_threshold"] == {"threshold": 0.1, "rule": "score > threshold", "applies": True}
     y, s = E._scored_arrays(E._labelled(pred, "test"))
     assert res["metrics"]["roc_auc"]["estimate"] == pytest.approx(M.roc_auc(y, s))
     # breakdowns: every region / type present, counts add up to the test n
@@ -321,3 +321,36 @@ def test_workflow_wiring_paths():
     config["evaluation"]["experiments"] = ["nope"]
     with pytest.raises(ValueError, match="unknown experiments"):
         E.report_experiments(config)
+
+
+def test_every_row_is_measured_on_the_variants_the_reference_scored(data):
+    """A model that also scores what the reference base model skipped is measured on the reference's test
+    variants (its numbers on all of them are kept apart); the fixed SpliceAI threshold applies to delta scores
+    only."""
+    variants, scores = data
+    test_rows = np.flatnonzero(((variants["split"] == "test") & variants["label"].isin([0, 1])).to_numpy())
+    scores = scores.copy()
+    skipped = test_rows[:30]
+    scores.loc[skipped, list(E.DS_COLUMNS)] = np.nan  # the reference skips 30 labelled test variants
+    reference = E.reference_table(variants, scores)
+    baseline = E.evaluate_predictions(E.baseline_predictions(variants, scores), FAST, "spliceai", "baseline")
+    rows = E._eval_rows(variants)
+    rng = np.random.default_rng(3)
+    prob = np.clip(0.3 * variants["label"].to_numpy()[rows] + rng.random(len(rows)) * 0.7, 0, 1)[:, None]
+    binary = E.model_predictions(variants, prob, rows, ("splice_altering",), "binary")
+    res = E.evaluate_predictions(binary, FAST, "meta", "binary", reference, "spliceai")
+    n_base, n_meta = baseline["n"]["test"], res["n"]["test"]
+    assert n_meta["scored"] == n_base["scored"] == len(test_rows) - 30
+    assert n_meta["unscored_by_reference"] == 30 and sum(res["confusion_matrix"].values()) == n_base["scored"]
+    assert res["comparison"]["n"] == n_base["scored"] and res["comparison"]["n_excluded"] == 0
+    measured = binary[binary["split"].eq("test") & binary["label"].isin([0, 1])
+                      & ~binary["variant_id"].isin(variants["variant_id"].iloc[skipped])]
+    assert res["metrics"]["roc_auc"]["estimate"] == pytest.approx(M.roc_auc(measured["label"], measured["score"]))
+    assert res["all_scored"]["n"] == len(test_rows) and res["all_scored"]["n_unscored_by_reference"] == 30
+    # a probability is not a delta score: no fixed-threshold metrics for it, unlike the baseline's
+    assert res["metrics"]["at_fixed_threshold"] is None and not res["fixed_threshold"]["applies"]
+    assert baseline["metrics"]["at_fixed_threshold"]["f1"]["estimate"] is not None
+    assert all("at_fixed_threshold" not in cell for cells in res["breakdowns"].values() for cell in cells)
+    delta = E.model_predictions(variants, np.repeat(prob, 4, axis=1), rows, E.DS_COLUMNS, "delta")
+    assert E.delta_scale(delta) and not E.delta_scale(binary)
+    assert E.evaluate_predictions(delta, FAST, "d", "delta", reference, "spliceai")["fixed_threshold"]["applies"]

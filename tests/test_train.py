@@ -166,6 +166,30 @@ def test_state_of_another_configuration_is_not_resumed(data, tmp_path):
     assert seen == [1, 2, 3]
 
 
+def test_state_of_other_data_is_not_resumed(data, tmp_path):
+    """Same rows and settings, but re-scored targets (or re-extracted windows): a fresh run, not a resume."""
+    def stop(row):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(data, tmp_path / "run", epochs=3, on_epoch_end=stop)
+    rescored = tmp_path / "rescored.parquet"
+    scores = pd.read_parquet(data["scores"])
+    (scores * 0.5).to_parquet(rescored)
+    seen = []
+    run({**data, "scores": rescored}, tmp_path / "run", epochs=3, on_epoch_end=lambda r: seen.append(r["epoch"]))
+    assert seen == [1, 2, 3]
+    with pytest.raises(Interrupt):
+        run(data, tmp_path / "windows", epochs=3, on_epoch_end=stop)
+    with np.load(data["sequences"]) as npz:
+        ref, alt = npz["ref"], npz["alt"]
+    np.savez(tmp_path / "windows.npz", ref=ref, alt=np.where(alt == 0, 1, alt).astype(np.uint8))
+    seen.clear()
+    run({**data, "sequences": tmp_path / "windows.npz"}, tmp_path / "windows", epochs=3,
+        on_epoch_end=lambda r: seen.append(r["epoch"]))
+    assert seen == [1, 2, 3]
+
+
 def test_early_stopping_with_patience(data, tmp_path):
     summary, history = run(data, tmp_path, epochs=10, early_stopping=True, patience=2, min_delta=10.0)
     assert len(history) == 3 and summary["early_stopped"] and summary["best_epoch"] == 1

@@ -65,11 +65,16 @@ def _gene_rows(variants: pd.DataFrame, annotation: Annotation) -> np.ndarray:
 
 
 def validated_targets(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """label 1 -> values, label 0 -> zeros, other labels -> NaN (any trailing shape)."""
+    """label 1 -> values, label 0 -> zeros, other labels -> NaN (any trailing shape).
+
+    A variant the base model did not score (NaN values) gets NaN whatever its label: with zeros for the
+    unscored Normal variants only, every unscored training row would be Normal, and what makes a variant
+    unscoreable (an MNV, a long deletion) is visible in its window."""
     labels = np.asarray(labels)
     shape = (-1,) + (1,) * (values.ndim - 1)
+    scored = np.isfinite(values)
     out = np.where((labels == 1).reshape(shape), values, np.nan)
-    out = np.where((labels == 0).reshape(shape), 0.0, out)
+    out = np.where((labels == 0).reshape(shape) & scored, 0.0, out)
     return out.astype(np.float32)
 
 
