@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -50,8 +51,40 @@ class PrepareConfig:
 
     build: str = "GRCh38"
     coordinate_column: str = "hg38"
+    max_ref_mismatch_fraction: float = 0.05  # more rows unlike the FASTA than this: wrong build or column, an error
     split: SplitConfig = field(default_factory=SplitConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
+
+
+def coordinate_column_for(build: str) -> str:
+    """The SpliceVarDB coordinate column of a build: ``hg19`` for GRCh37/hg19, else ``hg38``."""
+    return "hg19" if build.strip().lower().startswith(("grch37", "hg19", "b37", "hs37")) else "hg38"
+
+
+def check_group_gaps(config: Mapping[str, Any]) -> None:
+    """Raise when a ``group_gap`` is below the longest sequence window (``sequences.contexts``): genes
+    closer than that could then fall on both sides of a split with overlapping windows."""
+    contexts = (config.get("sequences") or {}).get("contexts") or []
+    if not contexts:
+        return
+    longest = max(int(c) for c in contexts)
+    stacking = dict(config.get("stacking") or {})
+    if config.get("dataset") == "demo":
+        stacking.update(stacking.get("demo") or {})
+    crossval = (config.get("evaluation") or {}).get("cross_validation") or {}
+    gaps = {
+        "split.group_gap": (config.get("split") or {}).get("group_gap"),
+        "stacking.group_gap": stacking.get("group_gap"),
+        "evaluation.cross_validation.group_gap": crossval.get("group_gap"),
+    }
+    small = {key: int(gap) for key, gap in gaps.items() if gap is not None and int(gap) < longest}
+    if small:
+        raise ValueError(
+            f"config: {', '.join(f'{key} = {gap}' for key, gap in small.items())} "
+            f"{'is' if len(small) == 1 else 'are'} smaller than the longest sequence window (max of "
+            f"sequences.contexts = {longest}): windows of nearby genes could then sit on both sides of a split. "
+            f"Raise {' and '.join(small)} to at least {longest}, or shorten sequences.contexts"
+        )
 
 
 def read_splicevardb(path: str | Path) -> pd.DataFrame:
@@ -61,7 +94,10 @@ def read_splicevardb(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"SpliceVarDB export not found: {path}.\n" + splicevardb_instructions("datasets.<dataset>.splicevardb")
         )
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    except pd.errors.ParserError as err:
+        raise pd.errors.ParserError(_ragged_message(path, err)) from err
     table.columns = [c.strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
@@ -71,6 +107,21 @@ def read_splicevardb(path: str | Path) -> pd.DataFrame:
         )
     table.insert(0, "source_line", np.arange(2, len(table) + 2))
     return table
+
+
+def _ragged_message(path: Path, err: Exception) -> str:
+    """Why a SpliceVarDB export cannot be parsed: the first line with more fields than the header."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        n_header = handle.readline().count("\t") + 1
+        ragged = [(i, line.count("\t") + 1) for i, line in enumerate(handle, start=2) if line.count("\t") >= n_header]
+    if not ragged:
+        return f"{path}: cannot be read as a tab-separated SpliceVarDB export: {err}"
+    line, n_fields = ragged[0]
+    return (
+        f"{path}: line {line} has {n_fields} tab-separated fields but the header has {n_header} "
+        f"({len(ragged)} such line(s)). A tab inside a field (HGVS, gene, method...) splits it; "
+        "fix or remove the line(s), or export the table again, then rerun."
+    )
 
 
 def normalise_classification(values: pd.Series) -> pd.Series:
@@ -89,12 +140,16 @@ def parse_coordinates(values: pd.Series) -> pd.DataFrame:
 def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
     """Trim shared bases and left-align an indel (VCF convention, anchor base kept).
 
-    ``contig`` is the chromosome as uint8 tokens (:meth:`metasplice.genome.Genome.tokens`).
+    The anchor is the base before the alleles; at the start of the contig (position 1) it is the base
+    after them, as in VCF. ``contig`` is the chromosome as uint8 tokens
+    (:meth:`metasplice.genome.Genome.tokens`).
     """
     bases = "ACGTN"
     while len(ref) > 0 and len(alt) > 0 and ref[-1] == alt[-1] and (len(ref) > 1 or len(alt) > 1):
+        if pos == 1 and min(len(ref), len(alt)) == 1:
+            break  # no base before: the shared last base stays as the anchor after the alleles
         ref, alt = ref[:-1], alt[:-1]
-        if (not ref or not alt) and pos > 1:
+        if not ref or not alt:
             pos -= 1
             prev = bases[contig[pos - 1]]
             ref, alt = prev + ref, prev + alt
@@ -176,17 +231,61 @@ def assign_splits(table: pd.DataFrame, annotation: Annotation, cfg: SplitConfig)
     if cfg.val_group_by == "chromosome":
         val = norm.isin({normalise_chrom(c) for c in cfg.val_chroms}).to_numpy() & ~test
         split[val] = "val"
-        return split
-    if cfg.val_group_by != "gene":
+    elif cfg.val_group_by == "gene":
+        groups = _validation_groups(table, annotation, cfg.group_gap)
+        train_idx = np.flatnonzero(~test)
+        ids, counts = np.unique(groups[train_idx], return_counts=True)
+        order = np.random.default_rng(cfg.seed).permutation(len(ids))
+        target = cfg.val_fraction * len(train_idx)
+        chosen = ids[order][np.cumsum(counts[order]) - counts[order] < target] if target > 0 else []
+        split[np.isin(groups, chosen) & ~test] = "val"
+    else:
         raise ValueError(f"split.val_group_by must be 'gene' or 'chromosome', got {cfg.val_group_by!r}")
-    groups = _validation_groups(table, annotation, cfg.group_gap)
-    train_idx = np.flatnonzero(~test)
-    ids, counts = np.unique(groups[train_idx], return_counts=True)
-    order = np.random.default_rng(cfg.seed).permutation(len(ids))
-    target = cfg.val_fraction * len(train_idx)
-    chosen = ids[order][np.cumsum(counts[order]) - counts[order] < target] if target > 0 else []
-    split[np.isin(groups, chosen) & ~test] = "val"
+    if (~test).any() and not (split == "val").any():
+        raise ValueError(_empty_validation_message(list(pd.unique(table["chrom"].to_numpy()[~test])), cfg))
     return split
+
+
+def _empty_validation_message(chroms: list[str], cfg: SplitConfig) -> str:
+    """Why no variant went to validation, and which split setting to change."""
+    head = "the validation split would be empty: "
+    if cfg.val_group_by == "gene":
+        return head + f"split.val_fraction is {cfg.val_fraction}; set it above 0"
+    test = {normalise_chrom(c) for c in cfg.test_chroms}
+    wanted = [normalise_chrom(c) for c in cfg.val_chroms]
+    if not wanted:
+        why = "split.val_chroms is empty"
+    elif set(wanted) <= test:
+        why = f"split.val_chroms {list(cfg.val_chroms)} are all test chromosomes (split.test_chroms)"
+    else:
+        why = f"no variant lies on split.val_chroms {list(cfg.val_chroms)}"
+    return (
+        f"{head}{why} with split.val_group_by: chromosome. Set split.val_chroms to chromosomes of the "
+        f"training variants (here: {', '.join(chroms)}) that are not in split.test_chroms, "
+        "or use split.val_group_by: gene"
+    )
+
+
+def check_reference_fit(
+    mismatched: pd.DataFrame, outside: pd.DataFrame, n_checked: int, genome: Genome, cfg: PrepareConfig
+) -> None:
+    """Raise when too many of the ``n_checked`` rows on the FASTA's contigs do not fit it (REF differs, or the
+    position is outside the contig): the coordinates are then on another build than the genome (wrong FASTA or
+    ``coordinate_column``), and the rows that match by chance would be kept at wrong loci."""
+    n_bad = len(mismatched) + len(outside)
+    if n_checked == 0 or n_bad / n_checked <= cfg.max_ref_mismatch_fraction:
+        return
+    first = pd.concat([t for t in (mismatched, outside) if len(t)]).sort_values("source_line").head(3)
+    examples = "; ".join(f"line {line}: {coord}" for line, coord in first[["source_line", "coordinate"]].values)
+    raise ValueError(
+        f"{n_bad} of {n_checked} SpliceVarDB rows ({n_bad / n_checked:.1%}) do not fit the reference FASTA "
+        f"{genome.path}: {len(mismatched)} have a REF allele that does not match it and {len(outside)} lie outside "
+        f"their contig (build {cfg.build}, coordinate column {cfg.coordinate_column!r}); at most "
+        f"{cfg.max_ref_mismatch_fraction:.1%} are allowed (variants.max_ref_mismatch_fraction). The coordinates "
+        f"are probably on another build than the FASTA: check that the FASTA is {cfg.build} and that "
+        "datasets.<dataset>.coordinate_column names the column of that build (hg19 = GRCh37, hg38 = GRCh38). "
+        f"First rows: {examples}"
+    )
 
 
 def prepare_variants(
@@ -225,7 +324,10 @@ def prepare_variants(
         names = work.loc[missing_contig, "coordinate"].str.split("-").str[0]
         reject(missing_contig, "contig " + names + f" is not in the reference FASTA {genome.path.name}")
     length = work["chrom"].map(genome.lengths).to_numpy()
-    reject((work["pos"].to_numpy() + work["ref"].str.len().to_numpy() - 1 > length) | (work["pos"].to_numpy() < 1), "position outside the contig")
+    pos = work["pos"].to_numpy()
+    outside = (pos + work["ref"].str.len().to_numpy() - 1 > length) | (pos < 1)
+    off_contig, n_on_contigs = work.loc[outside, ["source_line", "coordinate"]], len(work)
+    reject(outside, "position outside the contig")
 
     # REF check against the FASTA, one contig at a time
     observed = np.empty(len(work), dtype=object)
@@ -241,6 +343,7 @@ def prepare_variants(
     reason = pd.Series(
         [f"REF {r} does not match the reference ({o})" for r, o in zip(work["ref"], observed)], index=work.index
     )
+    check_reference_fit(work.loc[mismatch, ["source_line", "coordinate"]], off_contig, n_on_contigs, genome, cfg)
     reject(mismatch, reason)
 
     # normalise indels and MNVs (trim shared bases, left-align), one contig at a time
@@ -332,6 +435,7 @@ def prepare_from_files(
     coordinate_column: str,
     split: dict,
     regions: dict,
+    max_ref_mismatch_fraction: float = 0.05,
 ) -> pd.DataFrame:
     """File-level entry point of the prepare_variants rule; returns the variants table."""
     import logging
@@ -343,7 +447,13 @@ def prepare_from_files(
     split_cfg = SplitConfig(
         **{**split, "test_chroms": tuple(split.get("test_chroms", ())), "val_chroms": tuple(split.get("val_chroms", ()))}
     )
-    cfg = PrepareConfig(build=build, coordinate_column=coordinate_column, split=split_cfg, regions=RegionConfig(**regions))
+    cfg = PrepareConfig(
+        build=build,
+        coordinate_column=coordinate_column,
+        max_ref_mismatch_fraction=max_ref_mismatch_fraction,
+        split=split_cfg,
+        regions=RegionConfig(**regions),
+    )
     source = read_splicevardb(splicevardb)
     log.info("read %d rows from %s", len(source), splicevardb)
     with Genome(genome) as ref:

@@ -11,6 +11,7 @@ from metasplice.evaluate import REPORT_OUTPUTS
 from metasplice.predict import predict_targets
 from metasplice.models.common import task_config_dict
 from metasplice.sweeps import expand_sweeps
+from metasplice.variants import check_group_gaps, coordinate_column_for
 
 min_version("9.0")
 
@@ -21,6 +22,12 @@ os.environ.update(PYTHONPATH=os.pathsep.join(_pythonpath))
 
 
 validate(config, schema="schemas/config.schema.yaml")
+
+# A dataset's coordinate column follows its build unless set (GRCh37 -> hg19, else hg38), and every
+# group_gap must cover the longest sequence window so no window sits on both sides of a split.
+for _dataset in config["datasets"].values():
+    _dataset.setdefault("coordinate_column", coordinate_column_for(_dataset["build"]))
+check_group_gaps(config)
 
 # Sweeps: an experiment with `sweep:` becomes one experiment per combination of its values
 # (metasplice/sweeps.py); the sweep's children are kept under `_sweeps` for the report.

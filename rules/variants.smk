@@ -19,5 +19,6 @@ rule prepare_variants:
         coordinate_column=dataset_cfg()["coordinate_column"],
         split=config["split"],
         regions=config["regions"],
+        max_ref_mismatch_fraction=config["variants"]["max_ref_mismatch_fraction"],
     script:
         "../workflow_scripts/prepare_variants.py"

@@ -16,6 +16,7 @@ def main(sm) -> None:
         coordinate_column=sm.params.coordinate_column,
         split=sm.params.split,
         regions=sm.params.regions,
+        max_ref_mismatch_fraction=sm.params.max_ref_mismatch_fraction,
     )
 
 
