@@ -393,8 +393,10 @@ def aggregate_experiment_files(
     variants = E.read_variants(variants_path)
     reference = E.reference_table(variants, E.read_scores(reference_scores_path, len(variants), variants_path))
     task = fms[0].get("task", "") if fms else ""
-    extra = {"kind": "experiment", "experiment": experiment, "evaluation": "cross-validation",
-             "score": fms[0].get("score") if fms else None, "architecture": fms[0].get("architecture") if fms else None}
+    first = fms[0] if fms else {}
+    extra = {"kind": first.get("kind", "experiment"), "experiment": experiment, "evaluation": "cross-validation",
+             "score": first.get("score"), "architecture": first.get("architecture"),
+             **{k: first[k] for k in ("members", "combine") if k in first}}  # an ensemble stays one
     pooled, metrics = aggregate_folds(preds, cfg, f"{experiment} (CV)", task, reference, fms, extra)
     write_parquet(pooled, predictions_out)
     E.write_json(metrics, metrics_out)

@@ -325,7 +325,13 @@ def load_predictor(
                              f"ones ({dict(regions)}) differ")
         region_cfg = _region_config(recorded_regions if recorded_regions is not None else regions)
     else:
-        orient = True if strand_oriented is None else bool(strand_oriented)
+        from metasplice.models import load_checkpoint
+
+        recorded = (load_checkpoint(directory / "model.pt").get("info") or {}).get("strand_oriented")
+        if recorded is not None and strand_oriented is not None and bool(recorded) != bool(strand_oriented):
+            raise ValueError(f"model {name!r} was trained on {'strand' if recorded else 'genome'}-oriented windows; "
+                             "the requested orientation differs (leave it out: the model's own is used)")
+        orient = bool(recorded) if recorded is not None else (True if strand_oriented is None else bool(strand_oriented))
         region_cfg = _region_config(regions)
     if not any(feature for _, feature in plans.values()):
         # the SpliceAI field of a trained model, or of a stack without base models

@@ -129,6 +129,7 @@ class TrainingData:
     split: np.ndarray
     usable: np.ndarray | None = None
     balanced: bool = True
+    strand_oriented: bool = True  # orientation of the windows (recorded in the checkpoint for prediction)
 
 
 def load_training_data(
@@ -164,7 +165,7 @@ def load_training_data(
     split = table["split"].astype(str).to_numpy()
     if task == "binary":
         y = (label == 1).astype(np.float32)[:, None]
-        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split)
+        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split)
     if scores is None:
         raise ValueError(f"task {task!r} needs the base model's scores file (targets/{{base}}/scores.parquet)")
     frame = pd.read_parquet(scores)
@@ -178,7 +179,7 @@ def load_training_data(
             raise ValueError(f"{scores}: missing target columns {absent}")
         delta = frame[columns].to_numpy(dtype=np.float32)
     if task in ("delta", "quantile"):
-        return TrainingData(ref=ref, alt=alt, y=delta, label=label, split=split)
+        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=delta, label=label, split=split)
     strand = None
     if task in ("localisation", "multitask") and strand_oriented:
         if "strand" not in _parquet_columns(variants):
@@ -196,16 +197,16 @@ def load_training_data(
     labelled = np.isin(label, (0, 1))
     if task == "effect_type":
         y = _with_nan(classes)[:, None]
-        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (classes >= 0))
+        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (classes >= 0))
     if task == "localisation":
         y = _with_nan(offsets)[:, None]
-        return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (offsets >= 0),
+        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (offsets >= 0),
                             balanced=False)
     if task != "multitask":
         raise ValueError(f"unknown task {task!r}")
     binary = np.where(labelled, (label == 1).astype(np.float32), np.nan).astype(np.float32)
     y = np.column_stack([binary, _with_nan(classes), _with_nan(offsets), delta]).astype(np.float32)
-    return TrainingData(ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled)
+    return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled)
 
 
 def _parquet_columns(path: str | os.PathLike) -> list[str]:
@@ -676,7 +677,8 @@ def train_model(
         model.load_state_dict(best["state"])
     summary = {"best_epoch": best["epoch"] if config.restore_best else len(history), "epochs_run": len(history),
                "early_stopped": best["stopped"], "monitor": config.monitor, "best_value": best["value"],
-               "n_train": n_train, "n_val": len(val_idx), "device": str(device),
+               "n_train": n_train, "n_val": len(val_idx), "strand_oriented": data.strand_oriented,
+               "device": str(device),
                "torch": str(torch.__version__)}
     if class_weights is not None:
         summary["class_weights"] = dict(zip(effects.EFFECT_CLASSES, map(float, class_weights)))

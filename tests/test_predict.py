@@ -350,6 +350,22 @@ def test_trained_model_directory_and_gzipped_input(tmp_path) -> None:
     assert "trained model quick_test (gated_cnn, task delta, context 101)" in header
 
 
+def test_trained_model_uses_the_window_orientation_it_records(tmp_path) -> None:
+    """model.pt records the orientation of its training windows; prediction follows it, a conflicting request fails."""
+    model_dir = tmp_path / "genome_oriented"
+    tiny_member(model_dir / "model.pt", task="delta", seed=3)
+    checkpoint = torch.load(model_dir / "model.pt", weights_only=True)
+    checkpoint["info"] = {**checkpoint["info"], "strand_oriented": False}
+    torch.save(checkpoint, model_dir / "model.pt")
+    assert not P.load_predictor(model_dir, device="cpu").strand_oriented
+    assert not P.load_predictor(model_dir, device="cpu", strand_oriented=False).strand_oriented
+    with pytest.raises(ValueError, match="genome-oriented windows; the requested orientation differs"):
+        P.load_predictor(model_dir, device="cpu", strand_oriented=True)
+    unrecorded = tmp_path / "unrecorded"
+    tiny_member(unrecorded / "model.pt", task="delta", seed=3)  # written without the entry: strand-oriented default
+    assert P.load_predictor(unrecorded, device="cpu").strand_oriented
+
+
 def test_stacked_model_keeps_its_base_model_settings(stacked_dir, tmp_path, caplog) -> None:
     with caplog.at_level(logging.ERROR):
         code, _ = run_predict(["-I", str(MIXED), "-O", str(tmp_path / "o.vcf"), "-R", str(FASTA), "-A", str(GENES),

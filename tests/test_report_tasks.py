@@ -443,3 +443,20 @@ def test_pooled_task_keys_of_quantile_and_multitask(tmp_path, task):
     if task == "multitask":
         assert on_disk["correlation"] is not None  # the delta head
         assert {"effect_type_macro_f1", "localisation_top1"} <= set(on_disk["cross_validation"]["across_folds"])
+
+
+def test_pooled_folds_of_an_ensemble_stay_an_ensemble(tmp_path):
+    """The pooled CV row of an ensemble keeps its kind, members and combination (the report's ensemble section
+    lists it); a plain experiment stays an experiment."""
+    d = make_data(seed=8)
+    paths = fold_files(tmp_path, d, "binary", "ens")
+    for path in paths["metrics"]:
+        fold = E.read_json(path)
+        E.write_json({**fold, "kind": "ensemble", "members": ["a", "b"], "combine": "rank_mean"}, path)
+    out = tmp_path / "eval_cv/ens"
+    metrics = CV.aggregate_experiment_files(paths["predictions"], paths["metrics"], tmp_path / "variants.parquet",
+                                            tmp_path / "scores.parquet", out / "predictions.parquet",
+                                            out / "metrics.json", "ens", FAST)
+    assert (metrics["kind"], metrics["members"], metrics["combine"]) == ("ensemble", ["a", "b"], "rank_mean")
+    _, plain = aggregate(tmp_path / "plain", make_data(seed=8), "binary", "plain")
+    assert plain["kind"] == "experiment" and "members" not in plain

@@ -107,6 +107,7 @@ def test_training_writes_model_history_and_restores_best(data, tmp_path):
     assert not (tmp_path / "train_state.pt").exists()  # removed after success
     checkpoint = load_checkpoint(tmp_path / "model.pt")
     assert checkpoint["architecture"] == "gated_cnn" and checkpoint["model_config"]["hidden"] == 8
+    assert checkpoint["info"]["strand_oriented"] is True  # the windows file has no flag: strand-oriented
     assert checkpoint["train_config"]["epochs"] == 5 and checkpoint["output_names"] == ["DS_AG", "DS_AL", "DS_DG", "DS_DL"]
     best = int(history["val_loss"].idxmin()) + 1
     assert summary["best_epoch"] == best == checkpoint["info"]["best_epoch"]
