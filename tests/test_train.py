@@ -191,6 +191,24 @@ def test_state_of_other_data_is_not_resumed(data, tmp_path):
     assert seen == [1, 2, 3]
 
 
+def test_nan_first_epoch_is_not_kept_as_best(data, tmp_path, monkeypatch):
+    """A diverged first epoch (NaN validation loss) is replaced as best by the first finite one."""
+    import metasplice.train as T
+
+    real, calls = T._evaluate, []
+
+    def first_nan(*args, **kwargs):
+        calls.append(1)
+        loss, auroc = real(*args, **kwargs)
+        return (float("nan"), auroc) if len(calls) == 1 else (loss, auroc)
+
+    monkeypatch.setattr(T, "_evaluate", first_nan)
+    summary, history = run(data, tmp_path, epochs=3, early_stopping=True, patience=1)
+    assert np.isnan(history["val_loss"].iloc[0]) and history["best"].iloc[1]
+    assert summary["best_epoch"] >= 2 and np.isfinite(summary["best_value"]) and not history["best"].iloc[2:].all() \
+        or summary["best_epoch"] == 3
+
+
 def test_early_stopping_with_patience(data, tmp_path):
     summary, history = run(data, tmp_path, epochs=10, early_stopping=True, patience=2, min_delta=10.0)
     assert len(history) == 3 and summary["early_stopped"] and summary["best_epoch"] == 1
