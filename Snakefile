@@ -17,6 +17,13 @@ include: "rules/evaluate.smk"
 include: "rules/predict.smk"
 
 
+# Downloads run where Snakemake runs: cluster compute nodes often have no outbound network.
+localrules:
+    fetch_splicevardb,
+    fetch_genome,
+    fetch_annotation,
+
+
 rule all:
     default_target: True
     input:

@@ -846,12 +846,21 @@ def evaluation_section(config: Mapping[str, Any]) -> dict:
     return dict(config.get("evaluation") or {})
 
 
+RUNTIME_EVAL_KEYS = ("batch_size", "device")  # how an evaluation runs, not what it computes
+
+
 def evaluation_params(config: Mapping[str, Any]) -> dict:
-    """Settings handed to the evaluation scripts; validated here so a bad key fails the DAG."""
+    """Settings handed to the evaluation rules as params (a change reruns them); validated here so a bad key
+    fails the DAG. The runtime keys are left out: the scripts read them with :func:`evaluation_runtime`."""
     values = {k: v for k, v in evaluation_section(config).items() if k not in ("experiments", "baselines")}
     EvalConfig.from_dict(values)
     values.pop("cross_validation", None)
-    return values
+    return {k: v for k, v in values.items() if k not in RUNTIME_EVAL_KEYS}
+
+
+def evaluation_runtime(config: Mapping[str, Any]) -> dict:
+    """The runtime settings of ``evaluation`` (batch size, device): read by the scripts from the config."""
+    return {k: v for k, v in evaluation_section(config).items() if k in RUNTIME_EVAL_KEYS}
 
 
 def reference_base(config: Mapping[str, Any]) -> str:

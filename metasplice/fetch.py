@@ -234,15 +234,20 @@ def rule_input(dataset_cfg: Mapping, dataset: str, section: str, build: str | No
     return [] if source.is_url else [source.location]
 
 
-def rule_params(dataset_cfg: Mapping, dataset: str, section: str, timeout_s: float = 60.0) -> dict:
-    """Params of a fetch rule: the configured spec without empty values (never a token), the config
-    key for messages and the network timeout; a change in any of them reruns the rule."""
+def rule_params(dataset_cfg: Mapping, dataset: str, section: str) -> dict:
+    """Params of a fetch rule: the configured spec without empty values (never a token) and the config key
+    for messages; a change in either reruns the rule. The network timeout is not one of them (the scripts
+    read ``fetch.timeout_s`` from the config): waiting longer changes no result."""
     spec = _spec_dict(dataset_cfg.get(section))
     return {
         "spec": {k: v for k, v in spec.items() if v not in ("", None)},
         "config_key": f"datasets.{dataset}.{section}",
-        "timeout_s": timeout_s,
     }
+
+
+def timeout_from_config(config: Mapping) -> float:
+    """``fetch.timeout_s`` of the workflow config (seconds; default 60)."""
+    return float((config.get("fetch") or {}).get("timeout_s", 60))
 
 
 def annotation_input(dataset_cfg: Mapping, dataset: str, build: str | None = None) -> list[str]:

@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.util
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
+
+
+def code_digest(script: str | os.PathLike, package: str = "metasplice") -> str:
+    """sha256 (first 16 hex digits) of a workflow script and of every ``package`` module it imports, directly or
+    through other modules (imports inside functions included). A cached rule carries it in its params: Snakemake's
+    cache key covers the script and the params but not the package, so without it a change of the code the rule
+    runs would be served the old result from the cache."""
+    digest = hashlib.sha256()
+    for path in sorted(_imported_sources(Path(script), package)):
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _imported_sources(script: Path, package: str) -> set[Path]:
+    """The script and the source files of the ``package`` modules it reaches by imports (found by path,
+    nothing is imported)."""
+    root = Path(importlib.util.find_spec(package).origin).parent
+    seen: set[Path] = set()
+    todo = [(script, "")]
+    while todo:
+        path, module = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: against this module's package
+                    parts = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                    base = ".".join(p for p in [*parts, base] if p)
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            parents = {".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 1)}
+            for name in [*names, *parents]:  # importing a module runs its parent packages' __init__ too
+                if name == package or name.startswith(package + "."):
+                    stem = root.joinpath(*name.split(".")[1:])
+                    for candidate in (stem / "__init__.py", stem.with_suffix(".py")):
+                        if candidate.is_file():
+                            todo.append((candidate, name))
+    return seen
 
 
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> logging.Logger:

@@ -4,7 +4,8 @@
 # {base} is a key of config `base_models` (kind spliceai or openspliceai, weights, distance, mask,
 # engine, batch_size, precision, device, gpu, threads). Computation: metasplice.spliceai.table.
 # Cached between workflows (`--cache`), so it has no benchmark: directive (Snakemake forbids both);
-# the log records the time taken.
+# the log records the time taken. The cache key covers params, not the package: `code` (a digest of the
+# package code the script runs) makes a change of the scoring code a new result, not a cache hit.
 
 
 rule base_model_scores:
@@ -28,5 +29,6 @@ rule base_model_scores:
         mem_mb=lambda wildcards: int(base_model_cfg(wildcards).get("mem_mb", 8000)),
     params:
         scoring=base_model_scoring,
+        code=script_code("base_model_scores"),
     script:
         "../workflow_scripts/base_model_scores.py"

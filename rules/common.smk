@@ -12,6 +12,7 @@ from metasplice.predict import predict_targets
 from metasplice.models.common import task_config_dict
 from metasplice.sweeps import expand_sweeps
 from metasplice.variants import check_group_gaps, coordinate_column_for
+from metasplice.workflow import code_digest
 
 min_version("9.0")
 
@@ -22,6 +23,16 @@ os.environ.update(PYTHONPATH=os.pathsep.join(_pythonpath))
 
 
 validate(config, schema="schemas/config.schema.yaml")
+
+
+_SCRIPTS = os.path.join(str(workflow.current_basedir), os.pardir, "workflow_scripts")
+
+
+def script_code(name):
+    """Digest of workflow_scripts/{name}.py and the package code it imports: a param of the cached rules,
+    whose cache key would otherwise miss a change of that code."""
+    return code_digest(os.path.join(_SCRIPTS, f"{name}.py"))
+
 
 # A dataset's coordinate column follows its build unless set (GRCh37 -> hg19, else hg38), and every
 # group_gap must cover the longest sequence window so no window sits on both sides of a split.

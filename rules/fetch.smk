@@ -2,7 +2,8 @@
 #
 # A source is a local path (an input of the rule, so Snakemake tracks it) or a URL that the script
 # downloads itself: URLs are never rule inputs, so dry runs and DAG building stay offline (no HTTP
-# storage plugin). Changing a configured source reruns the rule through its params. Access tokens
+# storage plugin). Changing a configured source reruns the rule through its params, and so does a change
+# of the package code the script runs (script_code: these rules are cached between workflows). Access tokens
 # come from the environment variable named by `token_env`; they are never in config or logs.
 # A missing source fails while the DAG is built, with how to obtain it (metasplice.fetch).
 #
@@ -30,8 +31,8 @@ rule fetch_splicevardb:
             dataset_cfg(),
             config["dataset"],
             "splicevardb",
-            config.get("fetch", {}).get("timeout_s", 60),
         ),
+        code=script_code("fetch_splicevardb"),
     script:
         "../workflow_scripts/fetch_splicevardb.py"
 
@@ -54,8 +55,8 @@ rule fetch_genome:
             dataset_cfg(),
             config["dataset"],
             "genome",
-            config.get("fetch", {}).get("timeout_s", 60),
         ),
+        code=script_code("fetch_genome"),
     script:
         "../workflow_scripts/fetch_genome.py"
 
@@ -72,6 +73,6 @@ rule fetch_annotation:
         "../envs/metasplice.yaml"
     params:
         source=lambda wc: str(dataset_cfg()["annotation"]),
-        timeout_s=config.get("fetch", {}).get("timeout_s", 60),
+        code=script_code("fetch_annotation"),
     script:
         "../workflow_scripts/fetch_annotation.py"

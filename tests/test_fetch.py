@@ -361,12 +361,12 @@ def test_rule_helpers(tmp_path: Path) -> None:
     assert fetch.rule_input(ds, "real", "genome", "GRCh38") == [str(export)]
     with pytest.raises(ValueError, match="build 'hg19' was requested, but dataset 'real' is on build 'GRCh38'"):
         fetch.rule_input(ds, "real", "genome", "hg19")
-    params = fetch.rule_params(ds, "real", "splicevardb", 30)
+    params = fetch.rule_params(ds, "real", "splicevardb")
     assert params == {
         "spec": {"url": "https://example.org/e.tsv", "token_env": "TOK"},
         "config_key": "datasets.real.splicevardb",
-        "timeout_s": 30,
     }
+    assert fetch.timeout_from_config({"fetch": {"timeout_s": 30}}) == 30.0 and fetch.timeout_from_config({}) == 60.0
     assert fetch.annotation_input(ds, "real", "GRCh38") == []
     assert fetch.annotation_input({**ds, "annotation": "ann/x.tsv"}, "real") == ["ann/x.tsv"]
     with pytest.raises(MissingSourceError, match="(?s)datasets.real.splicevardb.path.*splicevardb.org"):

@@ -197,11 +197,48 @@ def test_kubernetes_profile_gpu_handling(monkeypatch):
     assert settings["container-image"] == "registry.example/metasplice:1"
     # the plugin makes any job with a `gpu` resource a GPU job: no default gpu, vendor on the GPU rules
     assert not any(r.startswith("gpu=") for r in settings["default-resources"])
-    assert "train:gpu_manufacturer='nvidia'" in settings["set-resources"]
-    assert "base_model_scores:gpu_manufacturer='nvidia'" in settings["set-resources"]
+    vendor_rules = {entry.split(":", 1)[0] for entry in settings["set-resources"]
+                    if entry.endswith(":gpu_manufacturer='nvidia'")}
+    assert {"train", "base_model_scores", "score_vcf"} <= vendor_rules
+    monkeypatch.setenv("METASPLICE_K8S_GPU_VENDOR", "amd")
+    with open(ROOT / "profiles/kubernetes/config.yaml") as fh:
+        amd = ProfileConfigFileParser().parse(fh)["set-resources"]
+    assert {e.split(":", 1)[0] for e in amd if e.endswith(":gpu_manufacturer='amd'")} == vendor_rules
     monkeypatch.delenv("METASPLICE_K8S_IMAGE")
     with open(ROOT / "profiles/kubernetes/config.yaml") as fh, pytest.raises(Exception, match="METASPLICE_K8S_IMAGE"):
         ProfileConfigFileParser().parse(fh)
+
+
+RULES_WITH_GPU = """
+from pathlib import Path
+import sys
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path(sys.argv[1]),
+                            workdir=Path(sys.argv[2]))
+    print("GPU RULES:", *sorted(r.name for r in workflow._workflow.rules if "gpu" in r.resources))
+"""
+
+
+def test_kubernetes_profile_gives_a_vendor_to_every_rule_with_a_gpu_resource(monkeypatch, tmp_path):
+    """The plugin refuses any job that has a `gpu` resource (0 included) but no gpu_manufacturer."""
+    from snakemake.profiles import ProfileConfigFileParser
+
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    proc = subprocess.run([sys.executable, "-c", RULES_WITH_GPU, str(ROOT / "Snakefile"), str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, env=profile_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gpu_rules = {name for line in proc.stdout.splitlines() if line.startswith("GPU RULES:") for name in line.split()[2:]}
+    assert {"train", "base_model_scores", "score_vcf"} <= gpu_rules, gpu_rules
+
+    monkeypatch.setenv("METASPLICE_K8S_IMAGE", "registry.example/metasplice:1")
+    monkeypatch.setenv("METASPLICE_STORAGE_PREFIX", "s3://bucket/run")
+    with open(ROOT / "profiles/kubernetes/config.yaml") as fh:
+        settings = ProfileConfigFileParser().parse(fh)
+    vendor_rules = {entry.split(":", 1)[0] for entry in settings["set-resources"] if ":gpu_manufacturer=" in entry}
+    assert gpu_rules <= vendor_rules, sorted(gpu_rules - vendor_rules)
 
 
 # --------------------------------------------------------------------------------------------------

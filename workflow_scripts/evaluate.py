@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 
 from metasplice.crossval import aggregate_experiment_files
-from metasplice.evaluate import EvalConfig, evaluate_experiment_files
+from metasplice.evaluate import EvalConfig, evaluate_experiment_files, evaluation_runtime
 from metasplice.ensemble import EnsembleConfig, evaluate_ensemble_files
 from metasplice.stacking import evaluate_stacked_files
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
-    cfg = EvalConfig.from_dict(sm.params.evaluation)
+    cfg = EvalConfig.from_dict({**sm.params.evaluation, **evaluation_runtime(sm.config)})
     common = dict(  # the arguments every evaluation takes
         variants_path=sm.input.variants,
         reference_scores_path=sm.input.reference,

@@ -2,12 +2,12 @@
 predictions.parquet, metrics.json. Also its cross-validated form (rule evaluate_cv_baseline)."""
 
 from metasplice.crossval import aggregate_baseline_files
-from metasplice.evaluate import EvalConfig, evaluate_baseline_files
+from metasplice.evaluate import EvalConfig, evaluate_baseline_files, evaluation_runtime
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
-    cfg = EvalConfig.from_dict(sm.params.evaluation)
+    cfg = EvalConfig.from_dict({**sm.params.evaluation, **evaluation_runtime(sm.config)})
     if sm.rule == "evaluate_cv_baseline":
         aggregate_baseline_files(
             fold_variants=list(sm.input.folds),

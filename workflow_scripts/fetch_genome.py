@@ -1,6 +1,6 @@
 """fetch_genome: reference FASTA from a local path or URL -> indexed plain FASTA (+ .fai)."""
 
-from metasplice.fetch import genome_source, prepare_fasta
+from metasplice.fetch import genome_source, prepare_fasta, timeout_from_config
 from metasplice.workflow import run_logged
 
 
@@ -13,7 +13,7 @@ def main(sm) -> None:
         link=bool(p["spec"].get("link", True)),
         token_env=source.token_env,
         expected_sha256=source.sha256,
-        timeout=p["timeout_s"],
+        timeout=timeout_from_config(sm.config),
     )
 
 

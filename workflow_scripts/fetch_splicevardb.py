@@ -1,6 +1,6 @@
 """fetch_splicevardb: copy or download the SpliceVarDB export; its sha256 goes to the log."""
 
-from metasplice.fetch import fetch_file, splicevardb_source
+from metasplice.fetch import fetch_file, splicevardb_source, timeout_from_config
 from metasplice.workflow import run_logged
 
 
@@ -12,7 +12,7 @@ def main(sm) -> None:
         sm.output[0],
         token_env=source.token_env,
         expected_sha256=source.sha256,
-        timeout=p["timeout_s"],
+        timeout=timeout_from_config(sm.config),
     )
 
 
