@@ -162,6 +162,8 @@ def _class_weights(y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _level_sums(y: np.ndarray, s: np.ndarray, W: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct score level (ordered), the weighted positive and negative counts: two (B, U) arrays."""
+    y = _as_labels(y)  # bool: integer 0/1 labels would turn ~y into -1/-2
+    s = np.asarray(s, dtype=np.float64)
     order = np.argsort(-s if descending else s, kind="mergesort")
     ss = s[order]
     starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])

@@ -6,6 +6,7 @@ is written to the rejected table with its source line and the reason.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -159,12 +160,28 @@ def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, s
 
 
 def _variant_type(ref: pd.Series, alt: pd.Series) -> np.ndarray:
+    """snv, insertion, deletion (one allele is the shared anchor base alone) or mnv (MNVs and complex
+    deletion-insertions, whose first base changes too: AA>C is not a deletion)."""
     lr, la = ref.str.len().to_numpy(), alt.str.len().to_numpy()
+    anchored = (ref.str[0] == alt.str[0]).to_numpy()
     return np.select(
-        [(lr == 1) & (la == 1), (lr == 1) & (la > 1), (lr > 1) & (la == 1)],
+        [(lr == 1) & (la == 1), (lr == 1) & (la > 1) & anchored, (lr > 1) & (la == 1) & anchored],
         ["snv", "insertion", "deletion"],
         "mnv",
     )
+
+
+def _log_other_genes(merged: pd.DataFrame) -> None:
+    """Warn about variants given another gene than the one SpliceVarDB names (that gene is not in the annotation
+    or does not contain the variant): their strand, windows and scores follow the assigned gene."""
+    named = merged["source_gene"].fillna("").astype(str).str.strip()
+    other = ((named != "") & (named != merged["gene"].astype(str))).to_numpy()
+    if other.any():
+        pairs = [f"{a} -> {b}" for a, b in zip(named[other].head(5), merged.loc[other, "gene"].head(5))]
+        logging.getLogger(__name__).warning(
+            "%d of %d variants were assigned another gene than the one SpliceVarDB names (not in the annotation, "
+            "or not containing the variant); their strand follows the assigned gene. First: %s",
+            int(other.sum()), len(merged), "; ".join(pairs))
 
 
 def _merge_classes(classes: pd.Series) -> str:
@@ -377,6 +394,7 @@ def prepare_variants(
     merged["strand"] = genes["strand"].to_numpy()[rows]
     merged["tx_start"] = genes["tx_start"].to_numpy()[rows]
     merged["tx_end"] = genes["tx_end"].to_numpy()[rows]
+    _log_other_genes(merged)
     merged["variant_type"] = _variant_type(merged["ref"], merged["alt"])
     lr = merged["ref"].str.len().to_numpy()
     pos = merged["pos"].to_numpy()
@@ -438,8 +456,6 @@ def prepare_from_files(
     max_ref_mismatch_fraction: float = 0.05,
 ) -> pd.DataFrame:
     """File-level entry point of the prepare_variants rule; returns the variants table."""
-    import logging
-
     from metasplice.annotation import load_annotation
     from metasplice.io import write_parquet, write_tsv
 

@@ -105,6 +105,9 @@ def test_weighted_forms_match_sklearn_on_resamples():
         assert ap[b] == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)
         assert r[b] == pytest.approx(np.corrcoef(x[idx], z[idx])[0, 1], abs=1e-10)
         assert thr["f1"][b] == pytest.approx(f1_score(y[idx], s[idx] >= 0.7), abs=1e-12)
+    # integer 0/1 labels give the same values as bool ones
+    np.testing.assert_array_equal(M.weighted_roc_auc(y.astype(np.int8), s, W), auc)
+    np.testing.assert_array_equal(M.weighted_pr_auc(y.astype(np.int64), s, W), ap)
 
 
 def test_single_class_resample_is_skipped_and_counted():

@@ -10,6 +10,7 @@ from metasplice.annotation import Annotation, load_annotation
 from metasplice.demo import DemoConfig, make_demo
 from metasplice.genome import Genome
 from metasplice.variants import (
+    _variant_type,
     PrepareConfig,
     SplitConfig,
     assign_splits,
@@ -340,3 +341,10 @@ def test_group_gaps_must_cover_the_longest_window():
     evaluation = {**config["evaluation"], "cross_validation": {"group_gap": 0}}
     with pytest.raises(ValueError, match=r"evaluation.cross_validation.group_gap = 0 .*Raise evaluation"):
         check_group_gaps({**config, "evaluation": evaluation})
+
+
+def test_variant_types_need_a_shared_anchor_base():
+    """A deletion-insertion that changes its first base is not an insertion or a deletion."""
+    ref = pd.Series(["A", "A", "AG", "AA", "A", "AC"])
+    alt = pd.Series(["G", "AT", "A", "C", "GT", "GT"])
+    assert _variant_type(ref, alt).tolist() == ["snv", "insertion", "deletion", "mnv", "mnv", "mnv"]
