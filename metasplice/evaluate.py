@@ -65,8 +65,8 @@ class EvalConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(
-                f"unknown evaluation keys {unknown}; valid keys: bootstrap_n, seed, ci_level, cross_validation, "
-                + ", ".join(sorted(known))
+                f"unknown evaluation keys {unknown}; valid keys: baselines, bootstrap_n, ci_level, cross_validation, "
+                "experiments, seed, " + ", ".join(sorted(known))
             )
         if "breakdowns" in values:
             values["breakdowns"] = tuple(values["breakdowns"])
