@@ -86,11 +86,16 @@ def test_missing_export_says_how_to_obtain_it(tmp_path):
         read_splicevardb(tmp_path / "nope.tsv")
 
 
-def test_left_align_moves_indels_to_the_leftmost_repeat_copy(tmp_path):
-    fasta = tmp_path / "r.fa"
-    fasta.write_text(">c\nGGCAAAATTTCACACAG\n")
+def one_contig(tmp_path: Path, name: str, seq: str) -> Genome:
+    """An indexed one-contig FASTA, opened."""
+    fasta = tmp_path / f"{name}.fa"
+    fasta.write_text(f">{name}\n{seq}\n")
     pysam.faidx(str(fasta))
-    with Genome(fasta) as genome:
+    return Genome(fasta)
+
+
+def test_left_align_moves_indels_to_the_leftmost_repeat_copy(tmp_path):
+    with one_contig(tmp_path, "c", "GGCAAAATTTCACACAG") as genome:
         # deleting the last A of AAAA (pos 7 anchor A) -> anchor C at 3
         assert left_align(genome.tokens("c"), 7, "AA", "A") == (3, "CA", "C")
         # inserting an A after the run -> anchor C at 3
@@ -120,10 +125,7 @@ def apply_variant(seq: str, pos: int, ref: str, alt: str) -> str:
 )
 def test_left_align_at_the_contig_start_anchors_on_the_next_base(tmp_path, record, expected):
     seq = "AAAACGTTGCAGGT"
-    fasta = tmp_path / "s.fa"
-    fasta.write_text(f">s\n{seq}\n")
-    pysam.faidx(str(fasta))
-    with Genome(fasta) as genome:
+    with one_contig(tmp_path, "s", seq) as genome:
         pos, ref, alt = left_align(genome.tokens("s"), *record)
     assert (pos, ref, alt) == expected
     assert ref and alt and pos >= 1
@@ -131,10 +133,7 @@ def test_left_align_at_the_contig_start_anchors_on_the_next_base(tmp_path, recor
 
 
 def test_left_align_deletion_of_the_first_base(tmp_path):
-    fasta = tmp_path / "s.fa"
-    fasta.write_text(">s\nCGTTGCA\n")
-    pysam.faidx(str(fasta))
-    with Genome(fasta) as genome:
+    with one_contig(tmp_path, "s", "CGTTGCA") as genome:
         assert left_align(genome.tokens("s"), 1, "CG", "G") == (1, "CG", "G")
 
 
