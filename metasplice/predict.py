@@ -1238,15 +1238,19 @@ def score_vcf_inputs(config: Mapping[str, Any], experiment: str, name: str, geno
     return inputs
 
 
-def score_vcf_params(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
-    """Settings of rule score_vcf (what reruns it): the model directory, how its inputs were made, runtime."""
+def score_vcf_runtime(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Runtime settings of rule score_vcf, read by its script from the config: device, batch and chunk sizes."""
     section = predict_section(config)
+    return {"device": str(section.get("device", "auto")), "batch_size": section.get("batch_size"),
+            "chunk_size": int(section.get("chunk_size", 2000))}
+
+
+def score_vcf_params(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """Settings of rule score_vcf that change its output (a change reruns it): the model directory and how
+    its inputs were made. How it runs (device, batch and chunk sizes) is :func:`score_vcf_runtime`."""
     params: dict[str, Any] = {
         "model_dir": f"results/models/{experiment}",
         "regions": dict(config.get("regions") or {}),
-        "device": str(section.get("device", "auto")),
-        "batch_size": section.get("batch_size"),
-        "chunk_size": int(section.get("chunk_size", 2000)),
     }
     if experiment_kind(config, experiment) == "trained":
         from metasplice.evaluate import reference_base

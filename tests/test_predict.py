@@ -497,6 +497,9 @@ def test_rule_targets_inputs_and_params() -> None:
     assert params["base"] == {"spliceai": {"kind": "spliceai", "distance": 50, "mask": 0}}  # no runtime keys
     assert params["strand_oriented"] is False and params["regions"] == {"deep_intronic": 60}
     assert "base" not in P.score_vcf_params(config, "stack")
+    assert not {"device", "batch_size", "chunk_size"} & set(params)  # how it runs reruns nothing
+    assert P.score_vcf_runtime({**config, "predict": {"device": "cpu", "chunk_size": 10}}) == {
+        "device": "cpu", "batch_size": None, "chunk_size": 10}
     with pytest.raises(ValueError, match="predict.experiment is empty"):
         P.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}}})
     with pytest.raises(ValueError, match="not defined under `experiments`"):

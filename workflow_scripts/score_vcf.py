@@ -1,11 +1,11 @@
 """score_vcf: a VCF + reference + annotation + model directory -> annotated VCF, per-allele TSV, skipped TSV."""
 
-from metasplice.predict import predict_files
+from metasplice.predict import predict_files, score_vcf_runtime
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
-    settings = dict(sm.params.settings)
+    settings = {**sm.params.settings, **score_vcf_runtime(sm.config)}
     predict_files(
         vcf=sm.input.vcf,
         output=sm.output.vcf,
