@@ -675,8 +675,12 @@ def train_model(
 
     if config.restore_best and best["state"] is not None:
         model.load_state_dict(best["state"])
+    # the saved weights' epoch and value: the best epoch's when restored, else the last epoch's
+    last_value = history[-1]["val_loss" if config.monitor == "val_loss" else "val_auroc"] if history else None
     summary = {"best_epoch": best["epoch"] if config.restore_best else len(history), "epochs_run": len(history),
-               "early_stopped": best["stopped"], "monitor": config.monitor, "best_value": best["value"],
+               "early_stopped": best["stopped"], "monitor": config.monitor,
+               "best_value": best["value"] if config.restore_best else last_value,
+               "restored_best": bool(config.restore_best),
                "n_train": n_train, "n_val": len(val_idx), "strand_oriented": data.strand_oriented,
                "device": str(device),
                "torch": str(torch.__version__)}

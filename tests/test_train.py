@@ -209,6 +209,13 @@ def test_nan_first_epoch_is_not_kept_as_best(data, tmp_path, monkeypatch):
         or summary["best_epoch"] == 3
 
 
+def test_without_restore_the_last_epoch_is_saved_and_reported(data, tmp_path):
+    summary, history = run(data, tmp_path, epochs=3, restore_best=False)
+    assert summary["best_epoch"] == 3 and not summary["restored_best"]
+    assert summary["best_value"] == pytest.approx(history["val_loss"].iloc[-1])
+    assert load_checkpoint(tmp_path / "model.pt")["info"]["best_epoch"] == 3
+
+
 def test_early_stopping_with_patience(data, tmp_path):
     summary, history = run(data, tmp_path, epochs=10, early_stopping=True, patience=2, min_delta=10.0)
     assert len(history) == 3 and summary["early_stopped"] and summary["best_epoch"] == 1
