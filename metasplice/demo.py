@@ -1248,7 +1248,8 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Write genome.fa(.fai), annotation.tsv, splicevardb.tsv and truth.tsv, deterministic from --seed.",
     )
     defaults = DemoConfig()
-    p.add_argument("--out", default="resources/demo", help="output folder (default: %(default)s)")
+    # not resources/demo: that folder holds the pipeline's own demo inputs (rule make_demo, config `demo:`)
+    p.add_argument("--out", default="demo_data", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     p.add_argument(
         "--n-variants", type=int, default=defaults.n_variants, help="good variant rows (default: %(default)s)"
