@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from metasplice import metrics as M
+from metasplice.evaluation import metrics as M
 
 
 def main() -> None:

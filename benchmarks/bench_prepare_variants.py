@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from metasplice.demo import DemoConfig, make_demo
-from metasplice.variants import prepare_from_files
+from metasplice.data.demo import DemoConfig, make_demo
+from metasplice.data.variants import prepare_from_files
 
 SPLIT = {"test_chroms": ["chr21", "chr22"], "val_fraction": 0.1, "val_group_by": "gene", "group_gap": 10000, "seed": 13}
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from metasplice.genome import Genome
+from metasplice.data.genome import Genome
 from metasplice.sequences import extract_windows, save_windows
 
 

@@ -55,8 +55,8 @@ def head_vcf(src: Path, dst: Path, n: int) -> int:
 
 def sparse_vcf(fasta: Path, annotation: str, dst: Path, margin: int = 5100) -> int:
     """One SNV per gene inside the FASTA's real sequence, 2 nt into the intron after an exon."""
-    from metasplice.annotation import load_annotation
-    from metasplice.genome import Genome
+    from metasplice.data.annotation import load_annotation
+    from metasplice.data.genome import Genome
 
     genes = load_annotation(annotation).genes
     lines = []
@@ -83,8 +83,8 @@ def mixed_vcf(fasta: Path, annotation: str, dst: Path, per_gene: int = 6, seed: 
     """SpliceVarDB-like density: up to ``per_gene`` SNVs per gene within 20 nt of exon boundaries."""
     import numpy as np
 
-    from metasplice.annotation import load_annotation
-    from metasplice.genome import Genome
+    from metasplice.data.annotation import load_annotation
+    from metasplice.data.genome import Genome
 
     rng = np.random.default_rng(seed)
     genes = load_annotation(annotation).genes
@@ -148,9 +148,9 @@ def compare(ours: Path, official: Path) -> dict:
 
 
 def run_ours(vcf: Path, fasta: Path, annotation, backend, repeats: int, out: Path, distance: int) -> dict:
-    from metasplice.genome import Genome
-    from metasplice.spliceai.scoring import ScoreConfig
-    from metasplice.spliceai.vcf import annotate_vcf
+    from metasplice.data.genome import Genome
+    from metasplice.base_models.spliceai.scoring import ScoreConfig
+    from metasplice.base_models.spliceai.vcf import annotate_vcf
 
     times, cpu, macs, entries = [], [], 0, 0
     for _ in range(repeats):
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     import torch
 
-    from metasplice.annotation import load_annotation
-    from metasplice.spliceai.base import EngineSpec, make_backend
-    from metasplice.spliceai.model import load_spliceai_ensemble
+    from metasplice.data.annotation import load_annotation
+    from metasplice.base_models.backends import EngineSpec, make_backend
+    from metasplice.base_models.spliceai.model import load_spliceai_ensemble
 
     t_import = time.perf_counter() - t0
     torch.backends.cudnn.benchmark = args.cudnn_benchmark

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from metasplice.experiments import resolve_all
+from metasplice.experiments.registry import resolve_all
 from metasplice.models import build_model
 from metasplice.models.tiny_hf import build_tiny_hf_model
-from metasplice.train import (
+from metasplice.training.train import (
     amp_dtype,
     configure_backends,
     loss_function,

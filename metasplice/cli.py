@@ -15,7 +15,7 @@ from typing import Sequence
 
 from metasplice import __version__
 
-SUBCOMMANDS: tuple[str, ...] = ("metasplice.spliceai.cli", "metasplice.demo", "metasplice.predict")
+SUBCOMMANDS: tuple[str, ...] = ("metasplice.base_models.spliceai.cli", "metasplice.data.demo", "metasplice.predict.annotate")
 
 
 def build_parser() -> argparse.ArgumentParser:

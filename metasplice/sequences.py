@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from metasplice.genome import N_TOKEN, Genome, encode, reverse_complement
+from metasplice.data.genome import N_TOKEN, Genome, encode, reverse_complement
 
 REQUIRED_COLUMNS = ("chrom", "pos", "ref", "alt")
 

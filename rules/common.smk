@@ -6,12 +6,12 @@ from snakemake.utils import min_version, validate
 # The workflow imports the metasplice package of this checkout, installed or not.
 sys.path.insert(0, workflow.basedir)
 
-import metasplice.evaluate as mseval
-from metasplice.evaluate import REPORT_OUTPUTS
-from metasplice.predict import predict_targets
+import metasplice.evaluation.evaluate as mseval
+from metasplice.evaluation.evaluate import REPORT_OUTPUTS
+from metasplice.predict.annotate import predict_targets
 from metasplice.models.common import task_config_dict
-from metasplice.sweeps import expand_sweeps
-from metasplice.variants import check_group_gaps, coordinate_column_for
+from metasplice.experiments.sweeps import expand_sweeps
+from metasplice.data.variants import check_group_gaps, coordinate_column_for
 from metasplice.workflow import code_digest
 
 min_version("9.0")

@@ -1,7 +1,7 @@
 # Evaluation and report: every experiment and every base model (a baseline row: the base model's
-# max delta score, no training) is scored on the test split by metasplice.evaluate; the report
-# reads only evaluation outputs and training histories (metasplice.report). Paths and settings
-# come from metasplice.evaluate's workflow-wiring functions.
+# max delta score, no training) is scored on the test split by metasplice.evaluation.evaluate; the report
+# reads only evaluation outputs and training histories (metasplice.evaluation.report). Paths and settings
+# come from metasplice.evaluation.evaluate's workflow-wiring functions.
 #
 #   results/eval/{experiment}/predictions.parquet, metrics.json       rule evaluate
 #       (a trained model on its windows; a stacked model from its features; an ensemble from its
@@ -16,7 +16,7 @@
 #   results/crossval/fold{k}/variants.parquet, folds.tsv              rule crossval_folds
 #   results/eval_cv/{experiment}/..., eval_cv/baseline/{base}/...     rules evaluate_cv(_baseline)
 
-import metasplice.evaluate as mseval
+import metasplice.evaluation.evaluate as mseval
 
 
 rule evaluate:

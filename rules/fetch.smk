@@ -5,15 +5,15 @@
 # storage plugin). Changing a configured source reruns the rule through its params, and so does a change
 # of the package code the script runs (script_code: these rules are cached between workflows). Access tokens
 # come from the environment variable named by `token_env`; they are never in config or logs.
-# A missing source fails while the DAG is built, with how to obtain it (metasplice.fetch).
+# A missing source fails while the DAG is built, with how to obtain it (metasplice.data.fetch).
 #
 # Genome output form: a PLAIN FASTA resources/genome/{build}.fa with its .fai. Every reader in the
 # chain (pysam, pyfaidx as used by the SpliceAI CLI, samtools) takes it, and random access needs no
 # decompression. gzip and bgzip downloads (Ensembl and UCSC ship gzip) are decompressed; a local
 # plain FASTA is symlinked (genome.link: true, the default) or copied (link: false).
-# metasplice.fetch.prepare_fasta also writes bgzip (+ .fai, .gzi) for a *.fa.gz destination.
+# metasplice.data.fetch.prepare_fasta also writes bgzip (+ .fai, .gzi) for a *.fa.gz destination.
 
-from metasplice import fetch as msfetch
+from metasplice.data import fetch as msfetch
 
 
 rule fetch_splicevardb:

@@ -10,7 +10,7 @@
 # experiment of `experiments`), device, batch_size, chunk_size, threads, gpu. predict_targets(config)
 # lists the outputs.
 
-from metasplice.predict import (
+from metasplice.predict.annotate import (
     predict_section,
     predict_targets,
     score_vcf_inputs,

@@ -2,7 +2,7 @@
 # resolves and validates each one; metasplice/train.py trains it).
 
 
-from metasplice.experiments import TINY_HF_MODEL
+from metasplice.experiments.registry import TINY_HF_MODEL
 
 
 rule build_tiny_hf_model:

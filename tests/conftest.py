@@ -9,7 +9,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from metasplice.annotation import write_annotation
+from metasplice.data.annotation import write_annotation
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

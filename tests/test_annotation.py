@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metasplice.annotation import Annotation, RegionConfig, load_annotation, read_annotation_table, write_annotation
+from metasplice.data.annotation import Annotation, RegionConfig, load_annotation, read_annotation_table, write_annotation
 
 
 def test_round_trip_keeps_spliceai_conventions(tiny_reference, tmp_path):

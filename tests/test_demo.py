@@ -1,4 +1,4 @@
-"""metasplice.demo: determinism, file formats, planted bad rows, labels, speed, and the planted
+"""metasplice.data.demo: determinism, file formats, planted bad rows, labels, speed, and the planted
 splice sites scored by the real SpliceAI models."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metasplice.annotation import COLUMNS, read_annotation_table
-from metasplice.demo import (
+from metasplice.data.annotation import COLUMNS, read_annotation_table
+from metasplice.data.demo import (
     BAD_ROW_KINDS,
     HG19_SHIFT,
     LF_LONG,
@@ -25,7 +25,7 @@ from metasplice.demo import (
     planted_site_probabilities,
     register,
 )
-from metasplice.genome import Genome, decode, reverse_complement
+from metasplice.data.genome import Genome, decode, reverse_complement
 
 # small enough for the SpliceAI check: three genes of 8-12 kb on both strands
 SMALL = DemoConfig(

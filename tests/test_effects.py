@@ -14,15 +14,15 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from metasplice import effects as FX
-from metasplice import evaluate as E
-from metasplice import metrics as M
-from metasplice.genome import Genome, encode
+from metasplice.models import tasks as FX
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
+from metasplice.data.genome import Genome, encode
 from metasplice.models import build_model, load_checkpoint, load_model, model_config, save_model
 from metasplice.models.common import monotone_quantiles, task_config_dict, transform_outputs
 from metasplice.models.tiny_hf import build_tiny_hf_model
 from metasplice.sequences import extract_windows
-from metasplice.train import (
+from metasplice.training.train import (
     TrainConfig,
     TrainingData,
     _fingerprint,

@@ -1,4 +1,4 @@
-"""metasplice.ensemble: combining evaluated experiments' predictions, on small synthetic tables."""
+"""metasplice.experiments.ensembles: combining evaluated experiments' predictions, on small synthetic tables."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from metasplice import ensemble as EN
-from metasplice import evaluate as E
-from metasplice import metrics as M
+from metasplice.experiments import ensembles as EN
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
 
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=50, seed=1))
 SAME_SECTIONS = ("n", "threshold", "fixed_threshold", "metrics", "correlation", "confusion_matrix", "breakdowns",

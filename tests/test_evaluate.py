@@ -1,4 +1,4 @@
-"""metasplice.evaluate and metasplice.crossval on small synthetic variant, score and window files."""
+"""metasplice.evaluation.evaluate and metasplice.evaluation.crossval on small synthetic variant, score and window files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasplice import crossval as CV
-from metasplice import evaluate as E
-from metasplice import metrics as M
+from metasplice.evaluation import crossval as CV
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
 
 CHROMS = ("chr1", "chr2", "chr3", "chr4", "chr5", "chr21", "chr22")
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=200, seed=1))

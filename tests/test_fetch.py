@@ -1,4 +1,4 @@
-"""Tests for metasplice.fetch: local copies, downloads from a loopback HTTP server, checksums,
+"""Tests for metasplice.data.fetch: local copies, downloads from a loopback HTTP server, checksums,
 FASTA preparation (plain / gzip / bgzip) and the missing-source messages."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pysam
 import pytest
 
-from metasplice import fetch
-from metasplice.fetch import (
+from metasplice.data import fetch
+from metasplice.data.fetch import (
     ChecksumError,
     FetchError,
     MissingSourceError,
@@ -334,7 +334,7 @@ def test_prepare_annotation(tmp_path: Path) -> None:
 
 
 def test_prepare_annotation_bundled(tmp_path: Path) -> None:
-    from metasplice.annotation import bundled_annotation_path
+    from metasplice.data.annotation import bundled_annotation_path
 
     path = bundled_annotation_path("grch37")
     if not path.is_file():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metasplice.genome import Genome, decode, encode, normalise_chrom, reverse_complement
+from metasplice.data.genome import Genome, decode, encode, normalise_chrom, reverse_complement
 
 
 def test_encode_decode_round_trip_and_unknown_letters():

@@ -1,4 +1,4 @@
-"""metasplice.metrics against hand-computed values and against scikit-learn on explicit resamples."""
+"""metasplice.evaluation.metrics against hand-computed values and against scikit-learn on explicit resamples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from metasplice import metrics as M
+from metasplice.evaluation import metrics as M
 
 # four variants: positives score 0.35 and 0.8, negatives 0.1 and 0.4
 Y = np.array([0, 0, 1, 1])

@@ -1,6 +1,6 @@
 """``metasplice predict``: stacked and trained model directories, bad records, outputs, the rule's wiring.
 
-A real stacked model is fitted here with :mod:`metasplice.stacking` on synthetic base scores (no
+A real stacked model is fitted here with :mod:`metasplice.experiments.stacking` on synthetic base scores (no
 SpliceAI call), with an untrained gated CNN as its member; the VCF in tests/data/predict (see its
 PROVENANCE.md) is then scored with the real SpliceAI networks on CPU, once, and compared with the
 pipeline's own functions (prepare_variants, score_variants, extract_windows, build_features) and
@@ -24,20 +24,20 @@ import pysam
 import pytest
 import torch
 
-from metasplice import predict as P
-from metasplice.annotation import RegionConfig, load_annotation
+from metasplice.predict import annotate as P
+from metasplice.data.annotation import RegionConfig, load_annotation
 from metasplice.cli import main as cli_main
-from metasplice.genome import Genome
+from metasplice.data.genome import Genome
 from metasplice.models import build_model, load_model, save_model
 from metasplice.models.registry import model_config
 from metasplice.sequences import extract_windows
-from metasplice.spliceai.engine import IncrementalBackend
-from metasplice.spliceai.scoring import ScoreConfig
-from metasplice.spliceai.table import score_variants
-from metasplice.stacking import REGIONS, StackConfig, StackedModel, build_features, fit_stacker
-from metasplice.train import classifier_score
-from metasplice.train import predict as model_predict
-from metasplice.variants import PrepareConfig, SplitConfig, _variant_type, prepare_variants
+from metasplice.base_models.engine import IncrementalBackend
+from metasplice.base_models.spliceai.scoring import ScoreConfig
+from metasplice.base_models.table import score_variants
+from metasplice.experiments.stacking import REGIONS, StackConfig, StackedModel, build_features, fit_stacker
+from metasplice.training.train import classifier_score
+from metasplice.training.train import predict as model_predict
+from metasplice.data.variants import PrepareConfig, SplitConfig, _variant_type, prepare_variants
 from test_spliceai_fixtures import DATA as SPLICEAI_DATA  # noqa: F401
 from test_spliceai_fixtures import GENES, spliceai_model, vcf_records  # noqa: F401
 
@@ -128,7 +128,7 @@ def synthetic_training(n: int = 180, seed: int = 0) -> tuple[pd.DataFrame, pd.Da
 
 @pytest.fixture(scope="module")
 def stacked_dir(tmp_path_factory) -> Path:
-    """A stacked model fitted with metasplice.stacking: SpliceAI (D=50) features, annotation, one member."""
+    """A stacked model fitted with metasplice.experiments.stacking: SpliceAI (D=50) features, annotation, one member."""
     directory = tmp_path_factory.mktemp("models") / "test_stack"
     variants, scores, deltas, member = synthetic_training()
     features = build_features(variants, {"spliceai": (scores, deltas)}, {"tiny": member})

@@ -247,9 +247,9 @@ def test_kubernetes_profile_gives_a_vendor_to_every_rule_with_a_gpu_resource(mon
 
 def expected_training_jobs(config: dict) -> int:
     """Trained experiments (sweeps expanded) plus one out-of-fold instance per stacked member and group."""
-    from metasplice.experiments import trained_experiments
-    from metasplice.stacking import OOFConfig, StackConfig, is_stacked
-    from metasplice.sweeps import expand_sweeps
+    from metasplice.experiments.registry import trained_experiments
+    from metasplice.experiments.stacking import OOFConfig, StackConfig, is_stacked
+    from metasplice.experiments.sweeps import expand_sweeps
 
     demo = config.get("dataset") == "demo"
     experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]

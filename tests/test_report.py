@@ -1,4 +1,4 @@
-"""metasplice.report from small synthetic evaluation outputs, and the report rules of the workflow."""
+"""metasplice.evaluation.report from small synthetic evaluation outputs, and the report rules of the workflow."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from metasplice import evaluate as E
-from metasplice import metrics as M
-from metasplice.report import FIGURES, Entry, build_report
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
+from metasplice.evaluation.report import FIGURES, Entry, build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=100, seed=0))

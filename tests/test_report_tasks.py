@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasplice import crossval as CV
-from metasplice import effects as FX
-from metasplice import evaluate as E
-from metasplice import metrics as M
-from metasplice import report as R
-from metasplice.report import FIGURES, Entry, build_report
+from metasplice.evaluation import crossval as CV
+from metasplice.models import tasks as FX
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
+from metasplice.evaluation import report as R
+from metasplice.evaluation.report import FIGURES, Entry, build_report
 
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=100, seed=0))
 DISTANCE = 5
@@ -94,7 +94,7 @@ def model_outputs(d: dict, task: str, skill: float) -> tuple[np.ndarray, tuple[s
 
 def evaluate_rows(variants: pd.DataFrame, scores: pd.DataFrame, outputs: np.ndarray, names: tuple[str, ...],
                   task: str, name: str) -> tuple[pd.DataFrame, dict]:
-    """(predictions, metrics.json content) as :func:`metasplice.evaluate.evaluate_experiment_files` makes them."""
+    """(predictions, metrics.json content) as :func:`metasplice.evaluation.evaluate.evaluate_experiment_files` makes them."""
     rows = E._eval_rows(variants)
     pred = E.model_predictions(variants, outputs[rows], rows, names, task, scores if task != "binary" else None,
                                {"distance": DISTANCE}, True)

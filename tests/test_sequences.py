@@ -10,7 +10,7 @@ import pandas as pd
 import pysam
 import pytest
 
-from metasplice.genome import Genome, decode, encode
+from metasplice.data.genome import Genome, decode, encode
 from metasplice.sequences import extract_windows, load_windows, save_windows
 
 #          position: 1234567890123456

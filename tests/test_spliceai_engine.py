@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from metasplice.spliceai.engine import IncrementalBackend
-from metasplice.spliceai.jobs import AltJob, Segment, alt_sequence
-from metasplice.spliceai.model import Ensemble, SpliceNet
-from metasplice.spliceai.scoring import AlleleTask, GeneInfo, ScoreConfig, format_entry, score_tasks
-from metasplice.spliceai.windowed import WindowedBackend
+from metasplice.base_models.engine import IncrementalBackend
+from metasplice.base_models.jobs import AltJob, Segment, alt_sequence
+from metasplice.base_models.spliceai.model import Ensemble, SpliceNet
+from metasplice.base_models.spliceai.scoring import AlleleTask, GeneInfo, ScoreConfig, format_entry, score_tasks
+from metasplice.base_models.windowed import WindowedBackend
 from test_spliceai_fixtures import chr10_genome, spliceai_model  # noqa: F401 (fixtures)
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from metasplice.genome import Genome, encode, reverse_complement
-from metasplice.spliceai.model import official_weight_paths
-from metasplice.spliceai.windowed import one_hot
+from metasplice.data.genome import Genome, encode, reverse_complement
+from metasplice.base_models.spliceai.model import official_weight_paths
+from metasplice.base_models.windowed import one_hot
 from test_spliceai_fixtures import DATA, spliceai_model  # noqa: F401
 
 KERAS_PREDICT = r"""

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metasplice.spliceai.engine import IncrementalBackend
-from metasplice.spliceai.jobs import AltJob, Segment
-from metasplice.spliceai.openspliceai import FLANKING_GROUPS, load_openspliceai_ensemble
-from metasplice.spliceai.windowed import WindowedBackend, one_hot
+from metasplice.base_models.engine import IncrementalBackend
+from metasplice.base_models.jobs import AltJob, Segment
+from metasplice.base_models.openspliceai import FLANKING_GROUPS, load_openspliceai_ensemble
+from metasplice.base_models.windowed import WindowedBackend, one_hot
 
 GROUPS = ((11, 1), (11, 4), (21, 10), (41, 25))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasplice import evaluate as E
-from metasplice.stacking import (
+from metasplice.evaluation import evaluate as E
+from metasplice.experiments.stacking import (
     LeakageError,
     OOFConfig,
     StackConfig,

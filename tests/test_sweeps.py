@@ -1,4 +1,4 @@
-"""metasplice.sweeps: expansion of sweep experiments, and the per-sweep result tables."""
+"""metasplice.experiments.sweeps: expansion of sweep experiments, and the per-sweep result tables."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from metasplice import evaluate as E
-from metasplice import metrics as M
-from metasplice import report as R
-from metasplice import sweeps as S
-from metasplice.experiments import resolve_experiment
+from metasplice.evaluation import evaluate as E
+from metasplice.evaluation import metrics as M
+from metasplice.evaluation import report as R
+from metasplice.experiments import sweeps as S
+from metasplice.experiments.registry import resolve_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=50, seed=1))

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from metasplice.experiments import (
+from metasplice.experiments.registry import (
     TINY_HF_MODEL,
     experiment_for,
     experiment_from_dict,
@@ -21,7 +21,7 @@ from metasplice.experiments import (
 )
 from metasplice.models import load_checkpoint, load_model, model_config
 from metasplice.models.tiny_hf import build_tiny_hf_model
-from metasplice.train import (
+from metasplice.training.train import (
     TrainConfig,
     load_training_data,
     make_optimizer,
@@ -193,7 +193,7 @@ def test_state_of_other_data_is_not_resumed(data, tmp_path):
 
 def test_nan_first_epoch_is_not_kept_as_best(data, tmp_path, monkeypatch):
     """A diverged first epoch (NaN validation loss) is replaced as best by the first finite one."""
-    import metasplice.train as T
+    import metasplice.training.train as T
 
     real, calls = T._evaluate, []
 

@@ -6,10 +6,10 @@ import pysam
 import pytest
 import yaml
 
-from metasplice.annotation import Annotation, load_annotation
-from metasplice.demo import DemoConfig, make_demo
-from metasplice.genome import Genome
-from metasplice.variants import (
+from metasplice.data.annotation import Annotation, load_annotation
+from metasplice.data.demo import DemoConfig, make_demo
+from metasplice.data.genome import Genome
+from metasplice.data.variants import (
     _variant_type,
     PrepareConfig,
     SplitConfig,

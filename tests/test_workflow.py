@@ -91,8 +91,8 @@ def test_demo_base_model_scores_are_row_aligned(demo_run):
 def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_run):
     import yaml
 
-    from metasplice.experiments import trained_experiments
-    from metasplice.sweeps import expand_sweeps
+    from metasplice.experiments.registry import trained_experiments
+    from metasplice.experiments.sweeps import expand_sweeps
 
     configured, sweeps = expand_sweeps(yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"], demo=True)
     experiments = list(configured)

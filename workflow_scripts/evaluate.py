@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from metasplice.crossval import aggregate_experiment_files
-from metasplice.evaluate import EvalConfig, evaluate_experiment_files, evaluation_runtime
-from metasplice.ensemble import EnsembleConfig, evaluate_ensemble_files
-from metasplice.stacking import evaluate_stacked_files
+from metasplice.evaluation.crossval import aggregate_experiment_files
+from metasplice.evaluation.evaluate import EvalConfig, evaluate_experiment_files, evaluation_runtime
+from metasplice.experiments.ensembles import EnsembleConfig, evaluate_ensemble_files
+from metasplice.experiments.stacking import evaluate_stacked_files
 from metasplice.workflow import run_logged
 
 

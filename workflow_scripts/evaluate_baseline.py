@@ -1,8 +1,8 @@
 """evaluate_baseline: a base model's max delta score as the classifier score, no training ->
 predictions.parquet, metrics.json. Also its cross-validated form (rule evaluate_cv_baseline)."""
 
-from metasplice.crossval import aggregate_baseline_files
-from metasplice.evaluate import EvalConfig, evaluate_baseline_files, evaluation_runtime
+from metasplice.evaluation.crossval import aggregate_baseline_files
+from metasplice.evaluation.evaluate import EvalConfig, evaluate_baseline_files, evaluation_runtime
 from metasplice.workflow import run_logged
 
 

@@ -4,7 +4,7 @@ import logging
 
 import pandas as pd
 
-from metasplice.genome import Genome
+from metasplice.data.genome import Genome
 from metasplice.sequences import extract_windows, save_windows
 from metasplice.workflow import run_logged
 

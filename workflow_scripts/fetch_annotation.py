@@ -1,6 +1,6 @@
 """fetch_annotation: SpliceAI-format gene table (bundled grch37/grch38, a path or a URL) -> resources."""
 
-from metasplice.fetch import prepare_annotation, timeout_from_config
+from metasplice.data.fetch import prepare_annotation, timeout_from_config
 from metasplice.workflow import run_logged
 
 

@@ -1,6 +1,6 @@
 """fetch_genome: reference FASTA from a local path or URL -> indexed plain FASTA (+ .fai)."""
 
-from metasplice.fetch import genome_source, prepare_fasta, timeout_from_config
+from metasplice.data.fetch import genome_source, prepare_fasta, timeout_from_config
 from metasplice.workflow import run_logged
 
 

@@ -1,6 +1,6 @@
 """fetch_splicevardb: copy or download the SpliceVarDB export; its sha256 goes to the log."""
 
-from metasplice.fetch import fetch_file, splicevardb_source, timeout_from_config
+from metasplice.data.fetch import fetch_file, splicevardb_source, timeout_from_config
 from metasplice.workflow import run_logged
 
 

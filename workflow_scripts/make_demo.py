@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from metasplice.demo import OUTPUT_FILES, DemoConfig, make_demo
+from metasplice.data.demo import OUTPUT_FILES, DemoConfig, make_demo
 from metasplice.workflow import run_logged
 
 

@@ -1,6 +1,6 @@
 """oof_splits: variants.parquet (or a cross-validation fold's copy) -> one copy per out-of-fold group."""
 
-from metasplice.stacking import OOFConfig, write_oof_variants
+from metasplice.experiments.stacking import OOFConfig, write_oof_variants
 from metasplice.workflow import run_logged
 
 

@@ -1,6 +1,6 @@
 """report: evaluation outputs (+ training histories) -> summary.md, summary.tsv, breakdowns.tsv, figures."""
 
-from metasplice.report import Entry, build_report
+from metasplice.evaluation.report import Entry, build_report
 from metasplice.workflow import run_logged
 
 

@@ -4,8 +4,8 @@ import logging
 
 import torch
 
-from metasplice.evaluate import resolve_instance
-from metasplice.train import run_experiment
+from metasplice.evaluation.evaluate import resolve_instance
+from metasplice.training.train import run_experiment
 
 
 def main(smk) -> None:

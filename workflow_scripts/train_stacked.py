@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from metasplice.stacking import StackConfig, train_stacked_files
+from metasplice.experiments.stacking import StackConfig, train_stacked_files
 from metasplice.workflow import run_logged
 
 

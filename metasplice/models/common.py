@@ -6,7 +6,7 @@ variant's first REF base at index L // 2) and returns raw outputs (B, n_outputs)
 - task ``delta``: one raw value per validated SpliceAI target (``DS_AG``, ``DS_AL``, ``DS_DG``,
   ``DS_DL`` by default); the prediction is ``sigmoid(raw)`` because delta scores lie in [0, 1];
 - task ``binary``: one logit for Splice-altering vs Normal; the probability is ``sigmoid(logit)``;
-- task ``effect_type``: one logit per effect class (:data:`metasplice.effects.EFFECT_CLASSES`); the
+- task ``effect_type``: one logit per effect class (:data:`metasplice.models.tasks.EFFECT_CLASSES`); the
   prediction is their softmax;
 - task ``localisation``: one logit per offset -distance .. distance from the variant (window
   orientation); the prediction is their softmax;
@@ -14,7 +14,7 @@ variant's first REF base at index L // 2) and returns raw outputs (B, n_outputs)
   others add softplus increments to it, so that ``sigmoid`` of the running sum gives quantiles that
   never cross;
 - task ``multitask``: the raw outputs of the binary, effect-type, delta and localisation heads,
-  concatenated in that order (:func:`metasplice.effects.output_layout`).
+  concatenated in that order (:func:`metasplice.models.tasks.output_layout`).
 
 :func:`transform_outputs` turns raw outputs into predictions for every task.
 """
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from metasplice import effects
+from metasplice.models import tasks as effects
 
 DS_TARGETS: tuple[str, ...] = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
 TASKS: tuple[str, ...] = ("delta", "binary", "effect_type", "localisation", "quantile", "multitask")
@@ -107,7 +107,7 @@ def output_layout(config: Any) -> dict[str, tuple[str, ...]]:
 
 def output_names(task: str, targets: tuple[str, ...], config: Any = None) -> tuple[str, ...]:
     """Names of the model outputs: the target names for ``delta``, ``('splice_altering',)`` for ``binary``;
-    for the other tasks (``config``: the model config) see :func:`metasplice.effects.output_layout`."""
+    for the other tasks (``config``: the model config) see :func:`metasplice.models.tasks.output_layout`."""
     if task == "delta":
         return tuple(targets)
     if task == "binary":

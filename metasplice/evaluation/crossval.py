@@ -12,7 +12,7 @@ The folds' test predictions are then pooled (every labelled variant of a grouped
 tested exactly once): ROC-AUC and PR-AUC on the pooled scores, detection rate / FPR / F1 from each
 fold's own validation-chosen threshold, the paired comparison with the reference base model on the
 same variants, each with a percentile-bootstrap interval; plus the per-fold values and their mean
-and standard deviation. The effect tasks add their task metrics (:func:`metasplice.evaluate.task_metrics`)
+and standard deviation. The effect tasks add their task metrics (:func:`metasplice.evaluation.evaluate.task_metrics`)
 measured on the pooled test predictions; a localisation model, which has no classifier score, gets
 only the counts and those.
 """
@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from metasplice import evaluate as E
-from metasplice.genome import normalise_chrom
+from metasplice.evaluation import evaluate as E
+from metasplice.data.genome import normalise_chrom
 from metasplice.io import write_parquet, write_tsv
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def _pool(tests: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def fold_evaluation(pred: pd.DataFrame, cfg: E.EvalConfig, name: str, task: str) -> dict:
-    """metrics.json content of one fold's predictions, as :func:`metasplice.evaluate.evaluate_experiment_files`
+    """metrics.json content of one fold's predictions, as :func:`metasplice.evaluation.evaluate.evaluate_experiment_files`
     writes it (without the comparison): the task metrics added, a localisation model's alone."""
     if task in UNSCORED_TASKS:
         return E.localisation_evaluation(pred, cfg, name)
@@ -329,7 +329,7 @@ def aggregate_folds(
 
     ``fold_predictions[k]``: fold k's predictions table (val + test rows of that fold).
     ``fold_metrics[k]``: fold k's metrics.json (per-fold values are copied from it; recomputed when omitted).
-    The effect tasks' metrics (:func:`metasplice.evaluate.task_metrics`) are measured on the pooled
+    The effect tasks' metrics (:func:`metasplice.evaluation.evaluate.task_metrics`) are measured on the pooled
     test rows; a localisation model goes to :func:`aggregate_unscored_folds`.
     """
     if task in UNSCORED_TASKS:

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from metasplice.spliceai.jobs import AltJob, Segment
-from metasplice.spliceai.model import Ensemble, SpliceNet
+from metasplice.base_models.jobs import AltJob, Segment
+from metasplice.base_models.spliceai.model import Ensemble, SpliceNet
 
 
 @dataclass

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metasplice.annotation import Annotation
-from metasplice.genome import Genome, normalise_chrom
-from metasplice.spliceai.scoring import (
+from metasplice.data.annotation import Annotation
+from metasplice.data.genome import Genome, normalise_chrom
+from metasplice.base_models.spliceai.scoring import (
     AlleleTask,
     ScoreConfig,
     SkipReason,

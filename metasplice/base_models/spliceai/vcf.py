@@ -22,9 +22,9 @@ from typing import Iterable, Sequence
 
 import pysam
 
-from metasplice.annotation import Annotation
-from metasplice.genome import Genome
-from metasplice.spliceai.scoring import (
+from metasplice.data.annotation import Annotation
+from metasplice.data.genome import Genome
+from metasplice.base_models.spliceai.scoring import (
     AlleleResult,
     AlleleTask,
     ScoreConfig,

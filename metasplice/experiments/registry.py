@@ -5,7 +5,7 @@ An experiment is a flat mapping. Its keys are
 - ``model``: architecture name (``gated_cnn``, ``long_cnn``, ``hf_encoder``);
 - any field of that architecture's config dataclass (``task``, ``context``, ``hidden``, ``layers``,
   ``model_path``, ``finetune_layers``, ...);
-- any :class:`metasplice.train.TrainConfig` field (``epochs``, ``batch_size``, ``lr``, ``max_samples``, ...);
+- any :class:`metasplice.training.train.TrainConfig` field (``epochs``, ``batch_size``, ``lr``, ``max_samples``, ...);
 - ``base`` (base model whose validated targets a delta model learns), ``gpu`` (GPUs the job declares
   as a Snakemake resource), ``threads``, ``description``;
 - ``demo``: a mapping of the same keys applied on top when the pipeline runs the demo dataset.
@@ -26,25 +26,25 @@ from typing import Any, Mapping, Sequence
 
 from metasplice.models import model_config as build_model_config
 from metasplice.models.registry import ARCHITECTURES, config_fields
-from metasplice.train import TrainConfig
+from metasplice.training.train import TrainConfig
 
 EXPERIMENT_KEYS = ("model", "base", "gpu", "threads", "description", "demo")
 TRAINING_EXTRA_KEYS = ("base", "gpu", "threads")
 TRAINING_DEFAULTS = {"base": "spliceai", "gpu": 0, "threads": 2}
 TINY_HF_MODEL = "resources/hf_models/tiny_char_bert"  # built by the pipeline (rule build_tiny_hf_model)
-# experiment kinds built from other experiments' outputs instead of trained by metasplice.train
+# experiment kinds built from other experiments' outputs instead of trained by metasplice.training.train
 META_MODELS = ("stacked", "ensemble")
 
 
 def experiment_kind(spec: Mapping[str, Any] | None) -> str:
-    """``"trained"`` for a model trained by metasplice.train, else the meta-model kind (``stacked``,
+    """``"trained"`` for a model trained by metasplice.training.train, else the meta-model kind (``stacked``,
     ``ensemble``)."""
     model = (spec or {}).get("model")
     return model if model in META_MODELS else "trained"
 
 
 def trained_experiments(experiments: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Names of the experiments trained by metasplice.train (meta-models left out), in config order."""
+    """Names of the experiments trained by metasplice.training.train (meta-models left out), in config order."""
     return [name for name, spec in experiments.items() if experiment_kind(spec) == "trained"]
 
 
@@ -102,7 +102,7 @@ def resolve_experiment(
     kind = experiment_kind(experiments[name])
     if kind != "trained":
         raise ValueError(f"experiment {name!r} is a {kind} meta-model, built from other experiments, not trained "
-                         "by metasplice.train")
+                         "by metasplice.training.train")
     train_fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
     training = dict(training or {})
     training_demo = training.pop("demo", None) or {}
@@ -154,7 +154,7 @@ def resolve_experiment(
 def experiment_for(name: str, config: Mapping[str, Any]) -> Experiment:
     """Experiment ``name`` from a whole pipeline config (``experiments``, ``training``,
     ``sequences.contexts``; demo overrides when ``dataset`` is ``demo``; sweeps expanded)."""
-    from metasplice.sweeps import expand_sweeps
+    from metasplice.experiments.sweeps import expand_sweeps
 
     demo = config.get("dataset") == "demo"
     experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]
@@ -189,7 +189,7 @@ def resolve_all(
 ) -> dict[str, Experiment]:
     """Every configured trained experiment, resolved (the first invalid one raises); sweeps are
     expanded into their children, meta-models left out (see :func:`trained_experiments`)."""
-    from metasplice.sweeps import expand_sweeps
+    from metasplice.experiments.sweeps import expand_sweeps
 
     experiments = expand_sweeps(experiments, demo=demo)[0]
     return {name: resolve_experiment(name, experiments, training, contexts, demo)

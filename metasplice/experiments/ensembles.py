@@ -18,7 +18,7 @@ Keys: ``model``, ``members`` (at least two distinct configured experiments, ense
 listed twice is an error too: a weight says the same, and its ``member_<name>`` column and input
 file would be ambiguous.
 
-Combination (:func:`build_ensemble`), from the members' predictions tables (:mod:`metasplice.evaluate`
+Combination (:func:`build_ensemble`), from the members' predictions tables (:mod:`metasplice.evaluation.evaluate`
 format) joined on ``variant_id``. Every member must cover the same variants with the same split and
 label (tables from the same variants file); otherwise the error names the members and the counts.
 The variant columns come from the first member. A variant is scored only when every member scored
@@ -45,12 +45,12 @@ interval coverage like a quantile model).
 Delta models: when every member has predicted and target delta scores (``pred_X`` with
 ``target_X``, for the same targets X), ``pred_X`` of the ensemble is the mean of the members'
 (weighted as ``mean`` is, unweighted otherwise) and ``target_X`` is the first member's, so the
-Pearson r of :func:`metasplice.evaluate.correlation` still applies. If the members' targets differ
+Pearson r of :func:`metasplice.evaluation.evaluate.correlation` still applies. If the members' targets differ
 (members trained on different base models) the delta columns are left out, with a warning.
 The members' own scores are kept as ``member_<name>`` columns.
 
 :func:`evaluate_ensemble_files` evaluates the combined table with
-:func:`metasplice.evaluate.evaluate_predictions` (threshold on validation, metrics on test, paired
+:func:`metasplice.evaluation.evaluate.evaluate_predictions` (threshold on validation, metrics on test, paired
 comparison with the reference base model), like every other row of the report.
 """
 
@@ -65,7 +65,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from metasplice import evaluate as E
+from metasplice.evaluation import evaluate as E
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ def evaluate_ensemble_files(
 
 
 # --------------------------------------------------------------------------------------------
-# workflow wiring (plain config dict, experiments already expanded by metasplice.sweeps)
+# workflow wiring (plain config dict, experiments already expanded by metasplice.experiments.sweeps)
 
 
 def is_ensemble(spec: Any) -> bool:
@@ -426,7 +426,7 @@ def is_ensemble(spec: Any) -> bool:
 def ensemble_for(name: str, config: Mapping[str, Any]) -> EnsembleConfig:
     """The :class:`EnsembleConfig` behind an instance name (``E`` or ``E__fold{k}``); members must be
     configured experiments, and no ensemble may contain itself (directly or through other ensembles)."""
-    from metasplice.crossval import split_fold_name
+    from metasplice.evaluation.crossval import split_fold_name
 
     experiment, _ = split_fold_name(name)
     experiments = config.get("experiments") or {}
@@ -458,7 +458,7 @@ def ensemble_for(name: str, config: Mapping[str, Any]) -> EnsembleConfig:
 def ensemble_inputs(config: Mapping[str, Any], name: str, variants: str, results: str = "results") -> dict:
     """Inputs of an ensemble evaluation rule for instance ``name``: the members' predictions (their
     ``__fold{k}`` instances for a fold), the variants file and the reference base model's scores."""
-    from metasplice.crossval import split_fold_name
+    from metasplice.evaluation.crossval import split_fold_name
 
     _, fold = split_fold_name(name)
     suffix = "" if fold is None else f"__fold{fold}"

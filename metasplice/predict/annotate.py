@@ -2,22 +2,22 @@
 
 Model directory (``--model``):
 
-- a **stacked** model (``model.json``, ``stacker.joblib``, ``members/*.pt``; :mod:`metasplice.stacking`):
+- a **stacked** model (``model.json``, ``stacker.joblib``, ``members/*.pt``; :mod:`metasplice.experiments.stacking`):
   every base model of the stack scores each row with the settings recorded in ``model.json`` (the
   ``base_models`` entry it was trained with; distance and mask cannot be overridden), the members
   (trained sequence models) score the row's windows, and the stacker turns the features built by
-  :func:`metasplice.stacking.build_features` into P(Splice-altering);
-- a **trained** sequence model (``model.pt``, :mod:`metasplice.train`): its classifier score
-  (:func:`metasplice.train.classifier_score`: P(Splice-altering) of a binary model, the largest
+  :func:`metasplice.experiments.stacking.build_features` into P(Splice-altering);
+- a **trained** sequence model (``model.pt``, :mod:`metasplice.training.train`): its classifier score
+  (:func:`metasplice.training.train.classifier_score`: P(Splice-altering) of a binary model, the largest
   predicted delta score of a delta model) is the probability; SpliceAI (default settings, or the
   given distance and mask) supplies the ``SpliceAI`` field.
 
 Rows. Every (record, ALT allele, gene whose transcript contains POS) is a row, genes in annotation
 order, as the SpliceAI CLI lists them. A row's features are computed as the pipeline computes them
-for ``variants.parquet``: the allele is trimmed and left-aligned (:func:`metasplice.variants.left_align`),
-then gets its region class and boundary offset (:class:`metasplice.annotation.RegionConfig`, the
+for ``variants.parquet``: the allele is trimmed and left-aligned (:func:`metasplice.data.variants.left_align`),
+then gets its region class and boundary offset (:class:`metasplice.data.annotation.RegionConfig`, the
 pipeline's defaults unless the model or caller gives others), its variant type, the base models'
-scores with the checks and arithmetic of :func:`metasplice.spliceai.table.score_variants`, and its
+scores with the checks and arithmetic of :func:`metasplice.base_models.table.score_variants`, and its
 windows from :func:`metasplice.sequences.extract_windows` in the model's strand orientation. A row a
 base model cannot score (an MNV, a variant within the model's context of a contig end, a REF longer
 than 2 x D) keeps NaN base features, as in training, and the meta-model scores it from the rest.
@@ -76,12 +76,12 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-    from metasplice.annotation import Annotation, RegionConfig
-    from metasplice.genome import Genome
-    from metasplice.spliceai.scoring import AlleleResult, ScoreConfig
-    from metasplice.stacking import StackedModel
+    from metasplice.data.annotation import Annotation, RegionConfig
+    from metasplice.data.genome import Genome
+    from metasplice.base_models.spliceai.scoring import AlleleResult, ScoreConfig
+    from metasplice.experiments.stacking import StackedModel
 
-log = logging.getLogger("metasplice.predict")
+log = logging.getLogger("metasplice.predict.annotate")
 
 DS_COLUMNS = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
 DP_COLUMNS = ("DP_AG", "DP_AL", "DP_DG", "DP_DL")
@@ -103,7 +103,7 @@ OUTSIDE_CONTIG = "outside contig: REF at {pos} reaches past the end of {chrom} (
 
 
 def _spliceai_reasons() -> Any:
-    from metasplice.spliceai.scoring import SkipReason
+    from metasplice.base_models.spliceai.scoring import SkipReason
 
     return SkipReason
 
@@ -181,7 +181,7 @@ class Predictor:
         variant_type; ``base_scores``: per base model its scores table (DS_*, DP_*) and deltas.
         """
         from metasplice.sequences import extract_windows
-        from metasplice.train import classifier_score, predict
+        from metasplice.training.train import classifier_score, predict
 
         members: dict[str, np.ndarray] = {}
         windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -193,7 +193,7 @@ class Predictor:
             members[name] = np.asarray(classifier_score(out, m.task, m.output_names), dtype=np.float64)
         if self.stacked is None:
             return next(iter(members.values())), members
-        from metasplice.stacking import build_features
+        from metasplice.experiments.stacking import build_features
 
         cfg = self.stacked.config
         bases = {b: (base_scores[b][0], base_scores[b][1] if cfg.profile_features else None) for b in cfg.bases}
@@ -225,7 +225,7 @@ def _recorded_regions(directory: Path) -> dict | None:
 def _region_config(values: Mapping[str, Any] | None) -> "RegionConfig":
     from dataclasses import fields as dc_fields
 
-    from metasplice.annotation import RegionConfig
+    from metasplice.data.annotation import RegionConfig
 
     values = dict(values or {})
     known = {f.name for f in dc_fields(RegionConfig)}
@@ -238,7 +238,7 @@ def _region_config(values: Mapping[str, Any] | None) -> "RegionConfig":
 def _make_backend(settings: Mapping[str, Any], device: str, batch_size: int | None, threads: int | None,
                   cache: dict) -> Any:
     """The backend of a base model's settings (one per distinct network, shared between bases)."""
-    from metasplice.spliceai.base import BaseModelSpec, EngineSpec, load_base_model, make_backend
+    from metasplice.base_models.backends import BaseModelSpec, EngineSpec, load_base_model, make_backend
 
     spec = BaseModelSpec(str(settings.get("kind", "spliceai")), tuple(settings.get("weights") or ()),
                          int(settings.get("flanking_size", 10000)))
@@ -272,15 +272,15 @@ def load_predictor(
     that contradicts the model's record is an error. ``batch_size``: base-model alleles and member
     windows per batch; ``device``: auto, cpu, cuda, cuda:N.
     """
-    from metasplice.spliceai.base import resolve_device
-    from metasplice.spliceai.scoring import ScoreConfig
+    from metasplice.base_models.backends import resolve_device
+    from metasplice.base_models.spliceai.scoring import ScoreConfig
 
     directory = Path(model_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"model directory {directory} not found; {model_hint(directory)}")
     stacked_model = None
     if (directory / "model.json").exists():
-        from metasplice.stacking import StackedModel
+        from metasplice.experiments.stacking import StackedModel
 
         stacked_model = StackedModel.load(directory)
         kind = "stacked"
@@ -514,7 +514,7 @@ def parse_line(number: int, text: str) -> tuple[_Record, str]:
 
 
 class _ContigView:
-    """Token access to one contig for :func:`metasplice.variants.left_align`, read in blocks."""
+    """Token access to one contig for :func:`metasplice.data.variants.left_align`, read in blocks."""
 
     def __init__(self, genome: "Genome", chrom: str, block: int = 4096) -> None:
         self.genome, self.chrom, self.block = genome, chrom, block
@@ -523,7 +523,7 @@ class _ContigView:
 
     def __getitem__(self, i: int) -> int:
         if not self.start <= i < self.start + len(self.tokens):
-            from metasplice.genome import encode
+            from metasplice.data.genome import encode
 
             self.start = max(0, i - self.block)
             self.tokens = encode(self.genome.fetch(self.chrom, self.start, min(self.length, i + 64)))
@@ -531,8 +531,8 @@ class _ContigView:
 
 
 def normalise_allele(genome: "Genome", fasta_chrom: str, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
-    """Trim shared bases and left-align (as :func:`metasplice.variants.prepare_variants` does)."""
-    from metasplice.variants import left_align
+    """Trim shared bases and left-align (as :func:`metasplice.data.variants.prepare_variants` does)."""
+    from metasplice.data.variants import left_align
 
     ref, alt = ref.upper(), alt.upper()
     if len(ref) == 1 and len(alt) == 1:
@@ -549,7 +549,7 @@ Key = tuple[str, int, str, str, int]  # (FASTA contig, pos, ref, ALT upper-case,
 
 class GeneIndex:
     """The annotation's genes as arrays, for per-record look-ups (same rows and order as
-    :meth:`metasplice.annotation.Annotation.overlapping`) and a cache of their :class:`GeneInfo`."""
+    :meth:`metasplice.data.annotation.Annotation.overlapping`) and a cache of their :class:`GeneInfo`."""
 
     def __init__(self, annotation: "Annotation") -> None:
         g = annotation.genes
@@ -570,9 +570,9 @@ class GeneIndex:
         return [int(r) for r in rows[(starts <= pos) & (pos <= ends)]]
 
     def info(self, row: int) -> Any:
-        """The :class:`metasplice.spliceai.scoring.GeneInfo` of a row."""
+        """The :class:`metasplice.base_models.spliceai.scoring.GeneInfo` of a row."""
         if row not in self._info:
-            from metasplice.spliceai.scoring import gene_info
+            from metasplice.base_models.spliceai.scoring import gene_info
 
             self._info[row] = gene_info(self.annotation, row)
         return self._info[row]
@@ -584,10 +584,10 @@ def score_keys(
     """One result per (contig, pos, ref, alt, gene row): scores, or the reason there are none.
 
     The checks, their order and the scoring are those of
-    :func:`metasplice.spliceai.table.score_variants` (transcript bounds, the CLI's record checks,
+    :func:`metasplice.base_models.table.score_variants` (transcript bounds, the CLI's record checks,
     the allele class; MNVs get the MNV reason), with the whole chunk scored in gene order.
     """
-    from metasplice.spliceai.scoring import AlleleResult, AlleleTask, check_record, classify_allele, score_tasks
+    from metasplice.base_models.spliceai.scoring import AlleleResult, AlleleTask, check_record, classify_allele, score_tasks
 
     reasons = _spliceai_reasons()
     results: list[AlleleResult | None] = [None] * len(keys)
@@ -645,9 +645,9 @@ def scores_frame(results: Sequence["AlleleResult"], n_positions: int) -> tuple["
 
 def annotate_rows(table: "pd.DataFrame", rows: np.ndarray, annotation: "Annotation",
                   regions: "RegionConfig") -> "pd.DataFrame":
-    """Add variant_type, region and boundary_offset, computed as :func:`metasplice.variants.prepare_variants`
+    """Add variant_type, region and boundary_offset, computed as :func:`metasplice.data.variants.prepare_variants`
     does (``rows``: annotation row of each variant's gene)."""
-    from metasplice.variants import _variant_type
+    from metasplice.data.variants import _variant_type
 
     table = table.copy()
     table["variant_type"] = _variant_type(table["ref"], table["alt"])
@@ -676,7 +676,7 @@ class _Chunk:
 
 def _plan(rec: _Record, genome: "Genome", genes: GeneIndex, skips: list[Skip]) -> None:
     """Record and allele checks; fills ``rec.slots`` (keys and features are assigned later)."""
-    from metasplice.spliceai.scoring import classify_allele
+    from metasplice.base_models.spliceai.scoring import classify_allele
 
     reasons = _spliceai_reasons()
     alts = ",".join(rec.alts) or "."
@@ -722,7 +722,7 @@ def annotate_chunk(
     """Plan, score and format one chunk of parsed records."""
     import pandas as pd
 
-    from metasplice.spliceai.scoring import format_entry
+    from metasplice.base_models.spliceai.scoring import format_entry
 
     reasons = _spliceai_reasons()
     skips: list[Skip] = []
@@ -871,7 +871,7 @@ class PredictSummary:
 def info_header_lines(predictor: Predictor) -> list[str]:
     """The ``##INFO`` lines of the two fields and a provenance line."""
     from metasplice import __version__
-    from metasplice.spliceai.vcf import INFO_HEADER
+    from metasplice.base_models.spliceai.vcf import INFO_HEADER
 
     ref = predictor.bases[predictor.reference]
     if ref.kind == "spliceai":
@@ -1092,8 +1092,8 @@ def predict_files(
     progress: bool = False,
 ) -> PredictSummary:
     """File-level entry point (rule ``score_vcf``): load everything, score ``vcf``, log the summary."""
-    from metasplice.annotation import load_annotation
-    from metasplice.genome import Genome
+    from metasplice.data.annotation import load_annotation
+    from metasplice.data.genome import Genome
 
     with Genome(genome) as ref:
         genes = load_annotation(str(annotation))
@@ -1155,8 +1155,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``metasplice predict``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     t0 = time.perf_counter()
-    from metasplice.annotation import load_annotation
-    from metasplice.genome import Genome
+    from metasplice.data.annotation import load_annotation
+    from metasplice.data.genome import Genome
 
     try:
         if args.chunk_size < 1 or (args.batch_size is not None and args.batch_size < 1):
@@ -1191,7 +1191,7 @@ def predict_section(config: Mapping[str, Any]) -> dict:
 
 def experiment_kind(config: Mapping[str, Any], experiment: str) -> str:
     """``stacked`` or ``trained``: the kind of model directory experiment ``experiment`` leaves."""
-    from metasplice.experiments import experiment_kind as kind
+    from metasplice.experiments.registry import experiment_kind as kind
 
     experiments = config.get("experiments") or {}
     if experiment not in experiments:
@@ -1253,7 +1253,7 @@ def score_vcf_params(config: Mapping[str, Any], experiment: str) -> dict[str, An
         "regions": dict(config.get("regions") or {}),
     }
     if experiment_kind(config, experiment) == "trained":
-        from metasplice.evaluate import reference_base
+        from metasplice.evaluation.evaluate import reference_base
 
         reference = reference_base(config)
         settings = dict((config.get("base_models") or {}).get(reference) or {})

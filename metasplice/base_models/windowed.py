@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from metasplice.spliceai.jobs import AltJob, Segment, alt_sequence
-from metasplice.spliceai.model import Ensemble
+from metasplice.base_models.jobs import AltJob, Segment, alt_sequence
+from metasplice.base_models.spliceai.model import Ensemble
 
 _ONE_HOT = np.concatenate([np.eye(4, dtype=np.float32), np.zeros((1, 4), dtype=np.float32)])
 

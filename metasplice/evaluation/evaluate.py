@@ -8,7 +8,7 @@ Every evaluation goes through :func:`evaluate_predictions`, whatever produced th
    detection rate / false-positive rate / precision / F1 at the validation threshold and at the
    fixed rule ``score > 0.1`` (SpliceAI's |Δ| > 0.1), the confusion matrices, breakdowns by region
    and variant type, and the paired comparison with the reference (SpliceAI) score on the same
-   variants; each value with a percentile-bootstrap 95% interval (:mod:`metasplice.metrics`).
+   variants; each value with a percentile-bootstrap 95% interval (:mod:`metasplice.evaluation.metrics`).
 
 Scores: a delta model's classifier score is the largest of its predicted delta scores; a binary
 model's is its probability; a base model's is max(DS_AG, DS_AL, DS_DG, DS_DL). Rows without a
@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from metasplice import metrics as M
+from metasplice.evaluation import metrics as M
 from metasplice.io import atomic_output, write_parquet
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class EvalConfig:
             seed=int(values.pop("seed", M.BootstrapConfig.seed)),
             level=float(values.pop("ci_level", M.BootstrapConfig.level)),
         )
-        values.pop("cross_validation", None)  # read by metasplice.crossval
+        values.pop("cross_validation", None)  # read by metasplice.evaluation.crossval
         known = {"fixed_threshold", "reference", "breakdowns", "batch_size", "device"}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -139,7 +139,7 @@ def model_predictions(
     strand_oriented: bool = True,
 ) -> pd.DataFrame:
     """Predictions table of a meta-model: ``probabilities`` (len(rows), n_outputs) as
-    :func:`metasplice.train.predict` returns them (after the sigmoid / softmax).
+    :func:`metasplice.training.train.predict` returns them (after the sigmoid / softmax).
 
     Delta models get ``pred_<target>`` per output, the validated ``target_<target>`` (from
     ``targets``, the base model's scores.parquet) and score = max of the predicted delta scores.
@@ -552,7 +552,7 @@ def evaluate_experiment_files(
     a localisation model, which has no classifier score, gets only those.
     """
     from metasplice.models import load_checkpoint, load_model
-    from metasplice.train import predict, resolve_device
+    from metasplice.training.train import predict, resolve_device
 
     device = resolve_device(cfg.device)
     checkpoint = load_checkpoint(model_path)
@@ -590,7 +590,7 @@ def evaluate_experiment_files(
 
 
 # --------------------------------------------------------------------------------------------
-# effect tasks (effect_type, localisation, quantile, multitask; see metasplice.effects):
+# effect tasks (effect_type, localisation, quantile, multitask; see metasplice.models.tasks):
 # predictions-table columns and the task metrics evaluate_experiment_files adds to metrics.json
 #
 #   effect_type   prob_<class> per class, predicted_class, target_class       -> "effect_type"
@@ -629,7 +629,7 @@ def _get_estimate(section: Mapping[str, Any], key: str) -> Any:
 
 
 def _class_names(index: np.ndarray) -> np.ndarray:
-    from metasplice.effects import EFFECT_CLASSES
+    from metasplice.models.tasks import EFFECT_CLASSES
 
     names = np.array(EFFECT_CLASSES, dtype=object)
     return np.where(index >= 0, names[np.clip(index, 0, None)], None)
@@ -650,7 +650,7 @@ def effect_task_predictions(
     ``targets`` (the base model's scores.parquet) gives the target columns: effect classes and offsets
     are rebuilt from its DS/DP with the model's own options (``model_config``) exactly as for training.
     """
-    from metasplice import effects as FX
+    from metasplice.models import tasks as FX
 
     p = np.asarray(probabilities, dtype=np.float64)
     names = tuple(output_names)
@@ -714,7 +714,7 @@ def _iv_grid(grid: list[list[M.Interval]]) -> dict[str, list[list[Any]]]:
 def effect_type_metrics(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
     """Macro-F1, per-class precision / recall / F1 and the confusion matrix (counts, and row-normalised
     rates with per-cell intervals) on the test variants with an effect class; None without the columns."""
-    from metasplice.effects import EFFECT_CLASSES
+    from metasplice.models.tasks import EFFECT_CLASSES
 
     if "target_class" not in test.columns or "predicted_class" not in test.columns:
         return None
@@ -765,7 +765,7 @@ def quantile_metrics(test: pd.DataFrame, cfg: EvalConfig) -> dict | None:
     overall (and overall per label), and the share of targets at or below each quantile (its
     calibration, ideally the level itself), on the test variants with finite targets, up to
     :data:`COVERAGE_TOLERANCE`; None without quantiles."""
-    from metasplice import effects as FX
+    from metasplice.models import tasks as FX
 
     names = [c[len("pred_"):] for c in test.columns if c.startswith("pred_") and "_q" in c]
     try:
@@ -877,7 +877,7 @@ def baseline_bases(config: Mapping[str, Any]) -> list[str]:
 
 def report_experiments(config: Mapping[str, Any]) -> list[str]:
     """Experiments in the report: ``evaluation.experiments``, default every configured experiment."""
-    from metasplice.sweeps import expand_names
+    from metasplice.experiments.sweeps import expand_names
 
     configured = config.get("experiments") or {}
     names = list(evaluation_section(config).get("experiments") or configured)
@@ -890,8 +890,8 @@ def report_experiments(config: Mapping[str, Any]) -> list[str]:
 
 
 def crossval_settings(config: Mapping[str, Any]):
-    """``evaluation.cross_validation`` as a :class:`metasplice.crossval.CrossValConfig`."""
-    from metasplice.crossval import CrossValConfig
+    """``evaluation.cross_validation`` as a :class:`metasplice.evaluation.crossval.CrossValConfig`."""
+    from metasplice.evaluation.crossval import CrossValConfig
 
     return CrossValConfig.from_dict(evaluation_section(config).get("cross_validation"))
 
@@ -908,8 +908,8 @@ def fold_variants_paths(config: Mapping[str, Any]) -> list[str]:
 
 
 def oof_settings(config: Mapping[str, Any]):
-    """The ``stacking`` section as a :class:`metasplice.stacking.OOFConfig`."""
-    from metasplice.stacking import OOFConfig
+    """The ``stacking`` section as a :class:`metasplice.experiments.stacking.OOFConfig`."""
+    from metasplice.experiments.stacking import OOFConfig
 
     return OOFConfig.from_config(config)
 
@@ -934,8 +934,8 @@ def experiment_variants(config: Mapping[str, Any], name: str, variants: str) -> 
 
     The train rule must take its ``variants`` input from here too, so a fold trains on its own split.
     """
-    from metasplice.crossval import split_fold_name
-    from metasplice.stacking import split_oof_name
+    from metasplice.evaluation.crossval import split_fold_name
+    from metasplice.experiments.stacking import split_oof_name
 
     parent, oof = split_oof_name(name)
     if oof is not None:
@@ -956,24 +956,24 @@ def experiment_variants(config: Mapping[str, Any], name: str, variants: str) -> 
 
 
 def resolve_instance(config: Mapping[str, Any], name: str):
-    """The :class:`metasplice.experiments.Experiment` behind an instance name (``E``, ``E__fold{k}``,
+    """The :class:`metasplice.experiments.registry.Experiment` behind an instance name (``E``, ``E__fold{k}``,
     ``E__oof{j}``, ``E__fold{k}__oof{j}``)."""
-    from metasplice.experiments import experiment_for
+    from metasplice.experiments.registry import experiment_for
 
     return experiment_for(instance_experiment(name), config)
 
 
 def instance_experiment(name: str) -> str:
     """The configured experiment behind an instance name (fold and out-of-fold suffixes removed)."""
-    from metasplice.crossval import split_fold_name
-    from metasplice.stacking import split_oof_name
+    from metasplice.evaluation.crossval import split_fold_name
+    from metasplice.experiments.stacking import split_oof_name
 
     return split_fold_name(split_oof_name(name)[0])[0]
 
 
 def experiment_kind(config: Mapping[str, Any], name: str) -> str:
     """``trained`` or the meta-model kind (``stacked``) of an instance's experiment."""
-    from metasplice.experiments import experiment_kind as kind
+    from metasplice.experiments.registry import experiment_kind as kind
 
     experiment = instance_experiment(name)
     experiments = config.get("experiments") or {}
@@ -986,15 +986,15 @@ def ensemble_params(config: Mapping[str, Any], name: str) -> dict:
     """The ensemble settings of instance ``name`` (rule evaluate's params; empty for other kinds)."""
     if experiment_kind(config, name) != "ensemble":
         return {}
-    from metasplice.ensemble import ensemble_for
+    from metasplice.experiments.ensembles import ensemble_for
 
     return ensemble_for(name, config).to_dict()
 
 
 def stack_config(config: Mapping[str, Any], name: str):
-    """The :class:`metasplice.stacking.StackConfig` of stacked instance ``name`` (members and bases checked)."""
-    from metasplice.experiments import experiment_kind as kind
-    from metasplice.stacking import StackConfig
+    """The :class:`metasplice.experiments.stacking.StackConfig` of stacked instance ``name`` (members and bases checked)."""
+    from metasplice.experiments.registry import experiment_kind as kind
+    from metasplice.experiments.stacking import StackConfig
 
     experiment = instance_experiment(name)
     experiments = config.get("experiments") or {}
@@ -1017,8 +1017,8 @@ def stacked_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[
     """Inputs of rule train_stacked for instance ``name`` (``S`` or ``S__fold{k}``): its variants, each
     base model's scores and deltas, and per member the full model's validation/test predictions, its
     checkpoint, and every out-of-fold instance's predictions with the variants file it trained from."""
-    from metasplice.crossval import fold_name, split_fold_name
-    from metasplice.stacking import oof_name
+    from metasplice.evaluation.crossval import fold_name, split_fold_name
+    from metasplice.experiments.stacking import oof_name
 
     sc = stack_config(config, name)
     _, fold = split_fold_name(name)
@@ -1055,7 +1055,7 @@ def stacked_params(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 def instance_train_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
     """Inputs of the train rule for an instance: the experiment's own, with a fold's variants file."""
-    from metasplice.experiments import train_inputs
+    from metasplice.experiments.registry import train_inputs
 
     inputs = dict(train_inputs(resolve_instance(config, name)))
     inputs["variants"] = experiment_variants(config, name, variants)
@@ -1068,7 +1068,7 @@ def evaluate_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict
     A stacked instance: its model directory's files instead of a model and windows."""
     kind = experiment_kind(config, name)
     if kind == "ensemble":
-        from metasplice.ensemble import ensemble_inputs
+        from metasplice.experiments.ensembles import ensemble_inputs
 
         return ensemble_inputs(config, name, variants)
     if kind == "stacked":

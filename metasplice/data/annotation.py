@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metasplice.genome import normalise_chrom
+from metasplice.data.genome import normalise_chrom
 
 COLUMNS = ("#NAME", "CHROM", "STRAND", "TX_START", "TX_END", "EXON_START", "EXON_END")
 BUNDLED = ("grch37", "grch38")

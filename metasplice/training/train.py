@@ -4,7 +4,7 @@ Data: ``sequences/ctx{L}.npz`` (ref/alt uint8 tokens, row order of variants.parq
 (``label`` 1 Splice-altering / 0 Normal / -1 other, ``split``; ``strand`` for localisation) and, for
 every task but ``binary``, ``targets/{base}/scores.parquet`` (``target_DS_*``: label 1 -> SpliceAI DS,
 label 0 -> 0, else NaN; ``DS_*``/``DP_*`` for the effect classes and offsets of
-:mod:`metasplice.effects`).
+:mod:`metasplice.models.tasks`).
 
 Targets and training rows per task (``y`` of :class:`TrainingData`; NaN = no target):
 
@@ -55,7 +55,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from metasplice import effects
+from metasplice.models import tasks as effects
 from metasplice.models import build_model, save_model
 from metasplice.models.common import monotone_quantiles, output_layout, task_config_dict, transform_outputs
 from metasplice.models.registry import atomic_torch_save
@@ -144,7 +144,7 @@ def load_training_data(
     """Read the window, variant and (every task but binary) scores files; check they are row-aligned.
 
     ``options``: the model config, for the task options of the effect tasks (``complex_fraction``,
-    ``min_effect_score``, ``distance``; defaults of :mod:`metasplice.effects` when None). The windows'
+    ``min_effect_score``, ``distance``; defaults of :mod:`metasplice.models.tasks` when None). The windows'
     orientation comes from the windows file (``strand_oriented``, True when it does not say).
     """
     with np.load(sequences) as npz:
@@ -410,7 +410,7 @@ def _pinball(out: torch.Tensor, y: torch.Tensor, quantiles: tuple[float, ...]) -
 
 def classifier_score(predictions: np.ndarray, task: str = "delta", output_names: tuple[str, ...] = ()) -> np.ndarray:
     """One Splice-altering score per row: the largest predicted delta score, or the binary probability
-    (other tasks: :func:`metasplice.effects.classifier_scores`; NaN for localisation)."""
+    (other tasks: :func:`metasplice.models.tasks.classifier_scores`; NaN for localisation)."""
     if task in ("delta", "binary"):
         return predictions.max(axis=1)
     return effects.classifier_scores(predictions, task, output_names)

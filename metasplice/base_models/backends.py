@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metasplice.spliceai.model import Ensemble, load_spliceai_ensemble
+from metasplice.base_models.spliceai.model import Ensemble, load_spliceai_ensemble
 
 KINDS = ("spliceai", "openspliceai")
 ENGINES = ("incremental", "windowed")
@@ -30,7 +30,7 @@ def load_base_model(spec: BaseModelSpec) -> Ensemble:
     """The ensemble described by ``spec`` in eval mode on the CPU."""
     if spec.kind == "spliceai":
         return load_spliceai_ensemble(spec.weights or None)
-    from metasplice.spliceai.openspliceai import load_openspliceai_ensemble
+    from metasplice.base_models.openspliceai import load_openspliceai_ensemble
 
     return load_openspliceai_ensemble(spec.weights, flanking_size=spec.flanking_size)
 
@@ -68,10 +68,10 @@ def make_backend(model: Ensemble, spec: EngineSpec):
         torch.set_num_threads(int(spec.threads))
     device = resolve_device(spec.device)
     if spec.engine == "windowed":
-        from metasplice.spliceai.windowed import WindowedBackend
+        from metasplice.base_models.windowed import WindowedBackend
 
         return WindowedBackend(model, device=device, batch_size=spec.batch_size or 8)
-    from metasplice.spliceai.engine import IncrementalBackend
+    from metasplice.base_models.engine import IncrementalBackend
 
     return IncrementalBackend(
         model, device=device, batch_size=spec.batch_size, precision=spec.precision, reference=spec.reference

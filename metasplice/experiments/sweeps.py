@@ -17,7 +17,7 @@ fastest): ``ctx_sweep.context-401.hidden-64``, ``ctx_sweep.context-401.hidden-12
 
 - a child is the parent's mapping without ``sweep``, each swept key set to the child's value and
   ``description`` extended with the values; everything else (validation of the keys included) is
-  then the business of :mod:`metasplice.experiments` (or :mod:`metasplice.ensemble`), which sees
+  then the business of :mod:`metasplice.experiments.registry` (or :mod:`metasplice.experiments.ensembles`), which sees
   the children as ordinary experiments;
 - child name: ``{name}.{param}-{value}`` for each param in order, joined by ``.``; values are
   written as integers (``401``), positional decimals (``1e-3`` -> ``0.001``, ``2.0`` -> ``2.0``),
@@ -58,7 +58,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 INSTANCE_SEPARATOR = "__"
 CV_SUFFIX = " (CV)"  # report rows of the pooled cross-validation folds (workflow_scripts/report.py)
 
-# summary.tsv columns (metasplice.report.summary_row) a sweep table carries, in this order
+# summary.tsv columns (metasplice.evaluation.report.summary_row) a sweep table carries, in this order
 METRIC_COLUMNS: tuple[str, ...] = (
     "correlation", "correlation_low", "correlation_high",
     "roc_auc", "roc_auc_low", "roc_auc_high",
@@ -67,7 +67,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "compared_with",
     "roc_auc_difference", "roc_auc_difference_low", "roc_auc_difference_high",
     "p_roc_auc_bootstrap", "p_roc_auc_delong", "comparison_n_boot",
-    # headline metrics of the multi-step tasks (added to the summary by metasplice.report)
+    # headline metrics of the multi-step tasks (added to the summary by metasplice.evaluation.report)
     "effect_type_macro_f1", "effect_type_macro_f1_low", "effect_type_macro_f1_high",
     "localisation_top1", "localisation_top1_low", "localisation_top1_high",
     "quantile_coverage", "quantile_coverage_low", "quantile_coverage_high",
@@ -150,7 +150,7 @@ def _children(name: str, spec: Mapping[str, Any], sweep: Mapping[str, list]) -> 
         child["description"] = _describe(str(spec.get("description") or ""), params)
         if isinstance(demo, Mapping):
             child["demo"] = {k: copy.deepcopy(v) for k, v in demo.items() if k != "sweep" and k not in params}
-        elif demo is not None:  # not a mapping: left for metasplice.experiments to reject
+        elif demo is not None:  # not a mapping: left for metasplice.experiments.registry to reject
             child["demo"] = copy.deepcopy(demo)
         out.append((child_name(name, params), child, params))
     return out
@@ -204,7 +204,7 @@ def expand_sweeps(
 
 def expand_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[dict]]]:
     """(a shallow copy of a pipeline config with ``experiments`` expanded, sweeps); demo sweeps
-    apply when ``dataset`` is ``demo`` (as in :func:`metasplice.experiments.experiment_for`)."""
+    apply when ``dataset`` is ``demo`` (as in :func:`metasplice.experiments.registry.experiment_for`)."""
     experiments, sweeps = expand_sweeps(config.get("experiments") or {}, demo=config.get("dataset") == "demo")
     return {**config, "experiments": experiments}, sweeps
 
@@ -248,7 +248,7 @@ def _one_table(summary: pd.DataFrame, column: str, entries: Sequence[Mapping], s
 
 
 def sweep_tables(summary: pd.DataFrame, sweeps: Mapping[str, Sequence[Mapping]]) -> dict[str, pd.DataFrame]:
-    """One table per sweep from the report's summary table (:func:`metasplice.report.summary_table`).
+    """One table per sweep from the report's summary table (:func:`metasplice.evaluation.report.summary_table`).
 
     Rows: the sweep's children found in the summary (others are skipped), in sweep order. Columns:
     ``experiment``, one per swept param, then the metric columns of :data:`METRIC_COLUMNS` present
@@ -276,7 +276,7 @@ def _shown(value: Any) -> str:
 
 def sweep_markdown(tables: Mapping[str, pd.DataFrame]) -> str:
     """A ``## Sweeps`` section with one ``### {sweep}`` table each ("" when there is none)."""
-    from metasplice.report import _ci, _md_table, _p
+    from metasplice.evaluation.report import _ci, _md_table, _p
 
     if not tables:
         return ""

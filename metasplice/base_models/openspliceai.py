@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from metasplice.spliceai.model import GROUPS, UNITS_PER_GROUP, Ensemble, SpliceNet, fold_batchnorm
+from metasplice.base_models.spliceai.model import GROUPS, UNITS_PER_GROUP, Ensemble, SpliceNet, fold_batchnorm
 
 FLANKING_GROUPS = {80: 1, 400: 2, 2000: 3, 10000: 4}
 LEAKY_SLOPE = 0.1

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from metasplice.annotation import Annotation, RegionConfig
-from metasplice.fetch import splicevardb_instructions
-from metasplice.genome import Genome, normalise_chrom
+from metasplice.data.annotation import Annotation, RegionConfig
+from metasplice.data.fetch import splicevardb_instructions
+from metasplice.data.genome import Genome, normalise_chrom
 
 REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
 CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting")
@@ -143,7 +143,7 @@ def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, s
 
     The anchor is the base before the alleles; at the start of the contig (position 1) it is the base
     after them, as in VCF. ``contig`` is the chromosome as uint8 tokens
-    (:meth:`metasplice.genome.Genome.tokens`).
+    (:meth:`metasplice.data.genome.Genome.tokens`).
     """
     bases = "ACGTN"
     while len(ref) > 0 and len(alt) > 0 and ref[-1] == alt[-1] and (len(ref) > 1 or len(alt) > 1):
@@ -456,10 +456,10 @@ def prepare_from_files(
     max_ref_mismatch_fraction: float = 0.05,
 ) -> pd.DataFrame:
     """File-level entry point of the prepare_variants rule; returns the variants table."""
-    from metasplice.annotation import load_annotation
+    from metasplice.data.annotation import load_annotation
     from metasplice.io import write_parquet, write_tsv
 
-    log = logging.getLogger("metasplice.variants")
+    log = logging.getLogger("metasplice.data.variants")
     split_cfg = SplitConfig(
         **{**split, "test_chroms": tuple(split.get("test_chroms", ())), "val_chroms": tuple(split.get("val_chroms", ()))}
     )

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from metasplice.genome import decode, encode, reverse_complement
+from metasplice.data.genome import decode, encode, reverse_complement
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,7 +313,7 @@ class DemoData:
     truth: pd.DataFrame
 
     def annotation_frame(self) -> pd.DataFrame:
-        """Genes as metasplice.annotation's in-memory frame (1-based inclusive coordinates)."""
+        """Genes as metasplice.data.annotation's in-memory frame (1-based inclusive coordinates)."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -1052,7 +1052,7 @@ def generate_demo(cfg: DemoConfig = DemoConfig()) -> DemoData:
     pools = _candidate_pools(genes, tx_seqs, pad)
     drawn = _draw_variants(rng, cfg, genes, contigs, pools, int(np.ceil(cfg.n_variants * 1.1)) + 10)
     # distinct after left-alignment (indels are written as drawn, not necessarily left-aligned)
-    from metasplice.variants import left_align
+    from metasplice.data.variants import left_align
 
     aligned = [
         left_align(contigs[genes[g].chrom], p + 1, r, a) if len(r) != len(a) else (p + 1, r, a)
@@ -1146,7 +1146,7 @@ def make_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig()) -> dict[str, 
     (genome, fai, annotation, splicevardb, truth)."""
     import pysam
 
-    from metasplice.annotation import write_annotation
+    from metasplice.data.annotation import write_annotation
     from metasplice.io import atomic_output, write_tsv
 
     started = time.perf_counter()
@@ -1200,7 +1200,7 @@ def planted_site_probabilities(
     import pandas as pd
     import torch
 
-    from metasplice.spliceai.model import FLANK, load_spliceai_ensemble
+    from metasplice.base_models.spliceai.model import FLANK, load_spliceai_ensemble
 
     model = model if model is not None else load_spliceai_ensemble()
     model = model.to(device).eval()
@@ -1301,7 +1301,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     truth = pd.read_csv(paths["truth"], sep="\t", keep_default_na=False)
     print(truth.loc[truth["bad"] == "", "classification"].value_counts().to_string())
     if args.check_sites:
-        from metasplice.genome import Genome
+        from metasplice.data.genome import Genome
 
         data_genes = generate_demo(cfg).genes
         with Genome(paths["genome"]) as genome:

@@ -35,8 +35,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from metasplice.genome import Genome, encode, reverse_complement
-from metasplice.spliceai.jobs import AltJob, Segment
+from metasplice.data.genome import Genome, encode, reverse_complement
+from metasplice.base_models.jobs import AltJob, Segment
 
 ACGTN = frozenset("ACGTN")
 
@@ -95,7 +95,7 @@ class GeneInfo:
 
 
 def gene_info(annotation, row: int) -> GeneInfo:
-    """GeneInfo of one row of a :class:`metasplice.annotation.Annotation`."""
+    """GeneInfo of one row of a :class:`metasplice.data.annotation.Annotation`."""
     g = annotation.genes.iloc[row]
     return GeneInfo(
         name=str(g["name"]),

@@ -617,7 +617,7 @@ def prepare_annotation(
     without importing it), a local path or a URL. The copy is parsed before it is kept, so a file
     that is not a SpliceAI annotation table fails here with the line that is wrong.
     """
-    from metasplice.annotation import BUNDLED, bundled_annotation_path, read_annotation_table
+    from metasplice.data.annotation import BUNDLED, bundled_annotation_path, read_annotation_table
 
     text = str(source)
     if text.lower() in BUNDLED:

@@ -1,7 +1,7 @@
 """Result tables and figures from evaluated predictions (no model is run here).
 
-Input per row of the table: a metrics.json and predictions.parquet from :mod:`metasplice.evaluate`
-(or :mod:`metasplice.crossval`), plus the training history.tsv for trained experiments.
+Input per row of the table: a metrics.json and predictions.parquet from :mod:`metasplice.evaluation.evaluate`
+(or :mod:`metasplice.evaluation.crossval`), plus the training history.tsv for trained experiments.
 Outputs: ``summary.tsv`` (every number with its interval bounds), ``summary.md`` (the readable
 tables) and PNG figures (matplotlib, Agg backend): ROC and PR curves of every row with a classifier
 score, training curves, predicted vs target delta scores of the delta models, and per-region bars.
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from metasplice.evaluate import REGION_ORDER, read_json  # noqa: E402
+from metasplice.evaluation.evaluate import REGION_ORDER, read_json  # noqa: E402
 from metasplice.io import atomic_output, write_tsv  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> st
 
 # --------------------------------------------------------------------------------------------
 # effect tasks (effect_type, localisation, quantile, multitask): their sections of summary.md and
-# the long table of their metrics, from the task keys of metrics.json (metasplice.evaluate.task_metrics)
+# the long table of their metrics, from the task keys of metrics.json (metasplice.evaluation.evaluate.task_metrics)
 
 TASK_TABLE_COLUMNS: tuple[str, ...] = (
     "experiment", "evaluation", "task", "section", "metric", "group", "n", "nominal", "estimate", "low", "high",
@@ -820,7 +820,7 @@ def build_report(
     """Write the summary tables and figures (``figures`` maps each name of FIGURES to a PNG path).
 
     ``importance``: stacked experiment -> its importance.tsv (a feature-importance section);
-    ``sweeps``: sweep name -> its children (:func:`metasplice.sweeps.expand_sweeps`), one table each.
+    ``sweeps``: sweep name -> its children (:func:`metasplice.experiments.sweeps.expand_sweeps`), one table each.
     Rows of the effect tasks add their sections (:func:`task_sections`); ``tasks_tsv``: where to write
     the long table of their metrics (:func:`task_table`). The ROC and PR figures show the rows that
     have a classifier score (not a localisation model).
@@ -847,7 +847,7 @@ def build_report(
     if ensembles:
         meta["sections"] = [*meta.get("sections", ()), ensembles]
     if sweeps:
-        from metasplice.sweeps import sweep_markdown, sweep_tables
+        from metasplice.experiments.sweeps import sweep_markdown, sweep_tables
 
         section = sweep_markdown(sweep_tables(summary, sweeps))
         if section:

@@ -23,7 +23,7 @@ as features.
 
 Learners: histogram gradient boosting and L2 logistic regression (imputed, standardised), both with
 balanced class weights, fitted on the labelled training rows; the one with the higher validation
-ROC-AUC is kept. The decision threshold is chosen on validation by :mod:`metasplice.evaluate` like
+ROC-AUC is kept. The decision threshold is chosen on validation by :mod:`metasplice.evaluation.evaluate` like
 every other row of the report; permutation importance (drop in validation ROC-AUC) is saved.
 """
 
@@ -161,7 +161,7 @@ def assign_oof_folds(variants: pd.DataFrame, cfg: OOFConfig) -> np.ndarray:
 
     Clusters are dealt in a seeded random order to the group holding the fewest training rows so far.
     """
-    from metasplice.crossval import _gene_clusters
+    from metasplice.evaluation.crossval import _gene_clusters
 
     split = variants["split"].astype(str).to_numpy()
     train = np.flatnonzero(split == "train")
@@ -568,8 +568,8 @@ def evaluate_stacked_files(
     experiment: str,
     cfg=None,
 ) -> dict:
-    """Evaluate a stacked model on its validation and test rows with :mod:`metasplice.evaluate`."""
-    from metasplice import evaluate as E
+    """Evaluate a stacked model on its validation and test rows with :mod:`metasplice.evaluation.evaluate`."""
+    from metasplice.evaluation import evaluate as E
 
     cfg = cfg or E.EvalConfig()
     model = StackedModel.load(model_dir)
