@@ -1,6 +1,6 @@
 """Time the bootstrap confidence intervals at a realistic test-set size (median of repeats).
 
-    python benchmarks/bench_metrics.py [--n 5000] [--resamples 1000] [--repeats 3]
+python benchmarks/bench_metrics.py [--n 5000] [--resamples 1000] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             print(f"repeat {i + 1}: prepare_variants {times[-1]:.2f} s -> {len(variants)} unique variants")
     median = statistics.median(times)
-    print(f"median prepare_variants time: {median:.2f} s for {args.n_variants} rows "
-          f"({args.n_variants / median:,.0f} rows/s; target < 30 s, ratio {30 / median:.1f}x under)")
+    print(
+        f"median prepare_variants time: {median:.2f} s for {args.n_variants} rows "
+        f"({args.n_variants / median:,.0f} rows/s; target < 30 s, ratio {30 / median:.1f}x under)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def make_genome(folder: Path, n_contigs: int, contig_length: int, seed: int) -> 
     with open(path, "wb") as fh:
         for i in range(n_contigs):
             seq = letters[rng.integers(0, 4, size=contig_length)]
-            seq[: 10_000] = ord("N")  # telomere-like N block at the start
+            seq[:10_000] = ord("N")  # telomere-like N block at the start
             name = f"chr{i + 1}"
             contigs[name] = seq
             raw = seq.tobytes()
@@ -119,7 +119,9 @@ def main() -> None:
             total_write += wmed
             print(f"{context:>8} {med:>19.2f} {wmed:>12.2f} {2 * ref.nbytes / 1e6:>7.0f}")
         print(f"{'total':>8} {total_extract:>19.2f} {total_write:>12.2f}")
-        print(f"total extract + write for {len(args.contexts)} contexts: {total_extract + total_write:.2f} s (target < 30 s)")
+        print(
+            f"total extract + write for {len(args.contexts)} contexts: {total_extract + total_write:.2f} s (target < 30 s)"
+        )
 
 
 if __name__ == "__main__":

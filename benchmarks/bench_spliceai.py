@@ -148,9 +148,9 @@ def compare(ours: Path, official: Path) -> dict:
 
 
 def run_ours(vcf: Path, fasta: Path, annotation, backend, repeats: int, out: Path, distance: int) -> dict:
-    from metasplice.data.genome import Genome
     from metasplice.base_models.spliceai.scoring import ScoreConfig
     from metasplice.base_models.spliceai.vcf import annotate_vcf
+    from metasplice.data.genome import Genome
 
     times, cpu, macs, entries = [], [], 0, 0
     for _ in range(repeats):
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     import torch
 
-    from metasplice.data.annotation import load_annotation
     from metasplice.base_models.backends import EngineSpec, make_backend
     from metasplice.base_models.spliceai.model import load_spliceai_ensemble
+    from metasplice.data.annotation import load_annotation
 
     t_import = time.perf_counter() - t0
     torch.backends.cudnn.benchmark = args.cudnn_benchmark

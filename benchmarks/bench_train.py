@@ -52,15 +52,23 @@ def synthetic_targets(experiment, n_out: int, batch_size: int, device: torch.dev
     if task == "localisation":
         return classes(n_out)
     if task == "multitask":
-        return torch.cat([classes(2), classes(6), classes(2 * cfg.distance + 1),
-                          torch.rand(batch_size, len(cfg.targets), device=device)], dim=1)
+        return torch.cat(
+            [
+                classes(2),
+                classes(6),
+                classes(2 * cfg.distance + 1),
+                torch.rand(batch_size, len(cfg.targets), device=device),
+            ],
+            dim=1,
+        )
     if task == "quantile":
         return torch.rand(batch_size, len(cfg.targets), device=device)
     return torch.rand(batch_size, n_out, device=device)
 
 
-def measure(experiment, device: torch.device, batch_size: int, steps: int, warmup: int, amp: str,
-            compile_model: bool) -> float:
+def measure(
+    experiment, device: torch.device, batch_size: int, steps: int, warmup: int, amp: str, compile_model: bool
+) -> float:
     """Training samples/s of one experiment's model."""
     torch.manual_seed(0)
     configure_backends(device)
@@ -100,8 +108,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--experiments", help="comma-separated subset of the default list")
-    parser.add_argument("--hf-model", action="append", default=[], metavar="HUB_ID=PATH",
-                        help="local snapshot for the entries naming HUB_ID (repeatable)")
+    parser.add_argument(
+        "--hf-model",
+        action="append",
+        default=[],
+        metavar="HUB_ID=PATH",
+        help="local snapshot for the entries naming HUB_ID (repeatable)",
+    )
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--cpu-batch", type=int, default=8, help="batch size on CPU")
     parser.add_argument("--cpu-steps", type=int, default=2)
@@ -109,8 +122,11 @@ def main() -> None:
     parser.add_argument("--amp", default="auto", help="autocast on CUDA: auto | bf16 | fp16 | off")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models (CUDA)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config.yaml"),
-                        help="config.yaml whose experiments are benchmarked")
+    parser.add_argument(
+        "--config",
+        default=str(Path(__file__).resolve().parents[1] / "config.yaml"),
+        help="config.yaml whose experiments are benchmarked",
+    )
     parser.add_argument("--train-rows", type=int, default=22_000, help="balanced training rows (projection)")
     parser.add_argument("--val-rows", type=int, default=5_000, help="validation rows (projection)")
     args = parser.parse_args()
@@ -128,8 +144,11 @@ def main() -> None:
             path = snapshots.get(exp.model_config.model_path)
             if path is None:
                 stand_in = stand_in or str(build_tiny_hf_model(Path(tmp.name) / "tiny"))
-            cfg = dataclasses.replace(exp.model_config, model_path=path or stand_in,
-                                      trust_remote_code=args.trust_remote_code and path is not None)
+            cfg = dataclasses.replace(
+                exp.model_config,
+                model_path=path or stand_in,
+                trust_remote_code=args.trust_remote_code and path is not None,
+            )
             experiments[name] = dataclasses.replace(exp, model_config=cfg)
     hf_note = ", ".join(args.hf_model) or "tiny stand-in (not HyenaDNA)"
 
@@ -146,11 +165,20 @@ def main() -> None:
         for name, exp in experiments.items():
             batch = exp.train_config.batch_size if dev == "cuda" else min(args.cpu_batch, exp.train_config.batch_size)
             steps = args.cuda_steps if dev == "cuda" else args.cpu_steps
-            rate = measure(exp, device, batch, steps, warmup=3 if dev == "cuda" else 1, amp=args.amp,
-                           compile_model=args.compile and dev == "cuda")
+            rate = measure(
+                exp,
+                device,
+                batch,
+                steps,
+                warmup=3 if dev == "cuda" else 1,
+                amp=args.amp,
+                compile_model=args.compile and dev == "cuda",
+            )
             hours = projected_hours(exp, rate, args.train_rows, args.val_rows)
             total += hours
-            print(f"{name:30s} {exp.architecture:10s} {exp.context:5d} {batch:5d} {rate:10.1f} {hours:12.3f}", flush=True)
+            print(
+                f"{name:30s} {exp.architecture:10s} {exp.context:5d} {batch:5d} {rate:10.1f} {hours:12.3f}", flush=True
+            )
         print(f"{'default list, every epoch':30s} {'':10s} {'':5s} {'':5s} {'':10s} {total:12.3f}")
     tmp.cleanup()
 

@@ -59,8 +59,9 @@ def count_output(path: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, type=Path,
-                   help="model directory (model.json + stacker.joblib, or model.pt)")
+    p.add_argument(
+        "--model", required=True, type=Path, help="model directory (model.json + stacker.joblib, or model.pt)"
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the realdata folder")
     p.add_argument("--vcf", type=Path, default=None, help="default: DATA/clinvar_brca1_grch38.vcf")
     p.add_argument("--fasta", type=Path, default=None, help="default: DATA/grch38_chr17_brca1_region.fa")
@@ -84,9 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     n_input = head_vcf(vcf, source, args.limit)
     out = args.out / "predicted.vcf.gz"
     command = [
-        sys.executable, "-m", "metasplice.cli", "predict", "-I", str(source), "-O", str(out), "-R", str(fasta),
-        "-A", args.annotation, "--model", str(args.model), "--tsv", str(args.out / "predicted.tsv"),
-        "--skipped", str(args.out / "skipped.tsv"), "--device", args.device, "--chunk-size", str(args.chunk_size),
+        sys.executable,
+        "-m",
+        "metasplice.cli",
+        "predict",
+        "-I",
+        str(source),
+        "-O",
+        str(out),
+        "-R",
+        str(fasta),
+        "-A",
+        args.annotation,
+        "--model",
+        str(args.model),
+        "--tsv",
+        str(args.out / "predicted.tsv"),
+        "--skipped",
+        str(args.out / "skipped.tsv"),
+        "--device",
+        args.device,
+        "--chunk-size",
+        str(args.chunk_size),
         "--no-progress",
     ]
     if args.batch_size:
@@ -112,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         "all_records_written": counts["records"] == n_input,
     }
     print("\n".join(summary))
-    print(f"end to end: {n_input} records in {seconds:.1f} s -> {report['records_per_s_end_to_end']:.2f} records/s "
-          f"(scoring alone {report['records_per_s_scoring']} records/s)")
-    print(f"output: {counts['records']} records ({'all' if report['all_records_written'] else 'NOT all'} written), "
-          f"{counts['MetaSplice']} with MetaSplice, {counts['SpliceAI']} with SpliceAI")
+    print(
+        f"end to end: {n_input} records in {seconds:.1f} s -> {report['records_per_s_end_to_end']:.2f} records/s "
+        f"(scoring alone {report['records_per_s_scoring']} records/s)"
+    )
+    print(
+        f"output: {counts['records']} records ({'all' if report['all_records_written'] else 'NOT all'} written), "
+        f"{counts['MetaSplice']} with MetaSplice, {counts['SpliceAI']} with SpliceAI"
+    )
     (args.out / "predict_brca1.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"written {args.out / 'predict_brca1.json'}")
     return 0

@@ -48,7 +48,7 @@ class SequencesConfig:
         object.__setattr__(self, "contexts", tuple(check_context(c) for c in self.contexts))
 
     @classmethod
-    def from_dict(cls, values: Mapping | None) -> "SequencesConfig":
+    def from_dict(cls, values: Mapping | None) -> SequencesConfig:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

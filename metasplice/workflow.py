@@ -8,8 +8,9 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def code_digest(script: str | os.PathLike, package: str = "metasplice") -> str:

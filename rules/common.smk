@@ -6,13 +6,11 @@ from snakemake.utils import min_version, validate
 # The workflow imports the metasplice package of this checkout, installed or not.
 sys.path.insert(0, workflow.basedir)
 
-import metasplice.evaluation.evaluate as mseval
-from metasplice.evaluation.evaluate import REPORT_OUTPUTS
-from metasplice.predict.annotate import predict_targets
+from metasplice.experiments.plan import REPORT_OUTPUTS
+from metasplice.experiments.plan import predict_targets
 from metasplice.models.common import task_config_dict
-from metasplice.experiments.sweeps import expand_sweeps
-from metasplice.data.variants import check_group_gaps, coordinate_column_for
 from metasplice.workflow import code_digest
+import metasplice.experiments.plan as msplan
 
 min_version("9.0")
 
@@ -34,17 +32,10 @@ def script_code(name):
     return code_digest(os.path.join(_SCRIPTS, f"{name}.py"))
 
 
-# A dataset's coordinate column follows its build unless set (GRCh37 -> hg19, else hg38), and every
-# group_gap must cover the longest sequence window so no window sits on both sides of a split.
-for _dataset in config["datasets"].values():
-    _dataset.setdefault("coordinate_column", coordinate_column_for(_dataset["build"]))
-check_group_gaps(config)
-
-# Sweeps: an experiment with `sweep:` becomes one experiment per combination of its values
-# (metasplice/sweeps.py); the sweep's children are kept under `_sweeps` for the report.
-config["experiments"], config["_sweeps"] = expand_sweeps(
-    config["experiments"], demo=config["dataset"] == "demo"
-)
+# The plan's view of the CONFIG, computed once and never written back into `CONFIG`: sweeps
+# expanded into their children, each dataset's coordinate column resolved from its build (GRCh37 ->
+# hg19, else hg38), group gaps checked against the longest window (metasplice/experiments/plan.py).
+CONFIG = msplan.planned_config(config)
 
 
 wildcard_constraints:
@@ -55,14 +46,14 @@ wildcard_constraints:
 
 
 def dataset_cfg():
-    """Settings of the selected dataset (config `dataset` names a key of `datasets`)."""
-    name = config["dataset"]
-    if name not in config["datasets"]:
+    """Settings of the selected dataset (CONFIG `dataset` names a key of `datasets`)."""
+    name = CONFIG["dataset"]
+    if name not in CONFIG["datasets"]:
         raise ValueError(
             f"config: dataset {name!r} is not defined under `datasets` "
-            f"(defined: {', '.join(config['datasets'])})"
+            f"(defined: {', '.join(CONFIG['datasets'])})"
         )
-    return config["datasets"][name]
+    return CONFIG["datasets"][name]
 
 
 BUILD = dataset_cfg()["build"]
@@ -73,8 +64,8 @@ VARIANTS = "results/variants/variants.parquet"
 
 
 def base_model_cfg(wildcards):
-    """Settings of one base model (config `base_models.{base}`)."""
-    models = config.get("base_models", {})
+    """Settings of one base model (CONFIG `base_models.{base}`)."""
+    models = CONFIG.get("base_models", {})
     if wildcards.base not in models:
         raise ValueError(
             f"config: base model {wildcards.base!r} is not defined under `base_models` "
@@ -83,15 +74,10 @@ def base_model_cfg(wildcards):
     return models[wildcards.base]
 
 
-# Settings that change a base model's numbers; the others (device, batch size, threads, gpu, engine)
-# only change how fast they come, so editing them does not rerun the scoring.
-SCORING_KEYS = ("kind", "weights", "flanking_size", "distance", "mask", "precision")
-
-
 def base_model_scoring(wildcards):
     """The part of `base_models.{base}` that determines the scores (the rule's params)."""
     cfg = base_model_cfg(wildcards)
-    return {key: cfg[key] for key in SCORING_KEYS if key in cfg}
+    return {key: cfg[key] for key in msplan.SCORING_KEYS if key in cfg}
 
 
 # Training settings that only change where and how fast a model trains, not what it learns.
@@ -100,7 +86,7 @@ RUNTIME_TRAIN_KEYS = ("device", "eval_batch_size", "log_every", "compile")
 
 def train_params(wildcards):
     """Params of training jobs (what reruns them): the resolved experiment minus GPUs, threads, device."""
-    instance = mseval.resolve_instance(config, wildcards.experiment)
+    instance = msplan.resolve_instance(CONFIG, wildcards.experiment)
     exp = instance.to_dict()
     exp.pop("gpu"), exp.pop("threads")
     # options the task does not use leave the params (and so the job) unchanged
@@ -117,7 +103,7 @@ def final_targets():
         VARIANTS,
         "results/variants/summary.tsv",
         "results/variants/rejected.tsv",
-        *expand("results/sequences/ctx{ctx}.npz", ctx=config["sequences"]["contexts"]),
+        *expand("results/sequences/ctx{ctx}.npz", ctx=CONFIG["sequences"]["contexts"]),
         *REPORT_OUTPUTS,
-        *predict_targets(config),
+        *predict_targets(CONFIG),
     ]

@@ -10,6 +10,6 @@ rule make_demo:
     conda:
         "../envs/metasplice.yaml"
     params:
-        demo=config["demo"],
+        demo=CONFIG["demo"],
     script:
         "../workflow_scripts/make_demo.py"

@@ -16,12 +16,12 @@
 #   results/crossval/fold{k}/variants.parquet, folds.tsv              rule crossval_folds
 #   results/eval_cv/{experiment}/..., eval_cv/baseline/{base}/...     rules evaluate_cv(_baseline)
 
-import metasplice.evaluation.evaluate as mseval
+import metasplice.experiments.plan as msplan
 
 
 rule evaluate:
     input:
-        unpack(lambda wc: mseval.evaluate_inputs(config, wc.experiment, VARIANTS)),
+        unpack(lambda wc: msplan.evaluate_inputs(CONFIG, wc.experiment, VARIANTS)),
     output:
         predictions="results/eval/{experiment}/predictions.parquet",
         metrics="results/eval/{experiment}/metrics.json",
@@ -33,9 +33,9 @@ rule evaluate:
         "../envs/metasplice.yaml"
     threads: 2
     params:
-        evaluation=lambda wc: mseval.evaluation_params(config),
-        kind=lambda wc: mseval.experiment_kind(config, wc.experiment),
-        ensemble=lambda wc: mseval.ensemble_params(config, wc.experiment),
+        evaluation=lambda wc: msplan.evaluation_params(CONFIG),
+        kind=lambda wc: msplan.experiment_kind(CONFIG, wc.experiment),
+        ensemble=lambda wc: msplan.ensemble_params(CONFIG, wc.experiment),
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -44,7 +44,7 @@ rule evaluate_baseline:
     input:
         variants=VARIANTS,
         scores="results/targets/{base}/scores.parquet",
-        reference=lambda wc: f"results/targets/{mseval.reference_base(config)}/scores.parquet",
+        reference=lambda wc: f"results/targets/{msplan.reference_base(CONFIG)}/scores.parquet",
     output:
         predictions="results/eval/baseline/{base}/predictions.parquet",
         metrics="results/eval/baseline/{base}/metrics.json",
@@ -55,7 +55,7 @@ rule evaluate_baseline:
     conda:
         "../envs/metasplice.yaml"
     params:
-        evaluation=lambda wc: mseval.evaluation_params(config),
+        evaluation=lambda wc: msplan.evaluation_params(CONFIG),
     script:
         "../workflow_scripts/evaluate_baseline.py"
 
@@ -64,14 +64,14 @@ rule crossval_folds:
     input:
         VARIANTS,
     output:
-        folds=mseval.fold_variants_paths(config),
+        folds=msplan.fold_variants_paths(CONFIG),
         summary="results/crossval/folds.tsv",
     log:
         "logs/crossval_folds.log",
     conda:
         "../envs/metasplice.yaml"
     params:
-        cross_validation=lambda wc: mseval.evaluation_section(config).get(
+        cross_validation=lambda wc: msplan.evaluation_section(CONFIG).get(
             "cross_validation"
         )
         or {},
@@ -81,7 +81,7 @@ rule crossval_folds:
 
 rule evaluate_cv:
     input:
-        unpack(lambda wc: mseval.evaluate_cv_inputs(config, wc.experiment, VARIANTS)),
+        unpack(lambda wc: msplan.evaluate_cv_inputs(CONFIG, wc.experiment, VARIANTS)),
     output:
         predictions="results/eval_cv/{experiment}/predictions.parquet",
         metrics="results/eval_cv/{experiment}/metrics.json",
@@ -92,16 +92,16 @@ rule evaluate_cv:
     conda:
         "../envs/metasplice.yaml"
     params:
-        evaluation=lambda wc: mseval.evaluation_params(config),
+        evaluation=lambda wc: msplan.evaluation_params(CONFIG),
     script:
         "../workflow_scripts/evaluate.py"
 
 
 rule evaluate_cv_baseline:
     input:
-        folds=lambda wc: mseval.fold_variants_paths(config),
+        folds=lambda wc: msplan.fold_variants_paths(CONFIG),
         scores="results/targets/{base}/scores.parquet",
-        reference=lambda wc: f"results/targets/{mseval.reference_base(config)}/scores.parquet",
+        reference=lambda wc: f"results/targets/{msplan.reference_base(CONFIG)}/scores.parquet",
     output:
         predictions="results/eval_cv/baseline/{base}/predictions.parquet",
         metrics="results/eval_cv/baseline/{base}/metrics.json",
@@ -112,65 +112,65 @@ rule evaluate_cv_baseline:
     conda:
         "../envs/metasplice.yaml"
     params:
-        evaluation=lambda wc: mseval.evaluation_params(config),
+        evaluation=lambda wc: msplan.evaluation_params(CONFIG),
     script:
         "../workflow_scripts/evaluate_baseline.py"
 
 
 rule report:
     input:
-        unpack(lambda wc: mseval.report_inputs(config)),
+        unpack(lambda wc: msplan.report_inputs(CONFIG)),
     output:
         summary_md=report(
-            mseval.REPORT_TABLES["summary_md"],
+            msplan.REPORT_TABLES["summary_md"],
             caption="report/summary.rst",
             category="Tables",
             labels={"table": "summary (markdown)"},
         ),
         summary_tsv=report(
-            mseval.REPORT_TABLES["summary_tsv"],
+            msplan.REPORT_TABLES["summary_tsv"],
             caption="report/summary_tsv.rst",
             category="Tables",
             labels={"table": "summary (TSV)"},
         ),
         breakdowns=report(
-            mseval.REPORT_TABLES["breakdowns"],
+            msplan.REPORT_TABLES["breakdowns"],
             caption="report/breakdowns.rst",
             category="Tables",
             labels={"table": "by region and variant type"},
         ),
         tasks=report(
-            mseval.REPORT_TABLES["tasks"],
+            msplan.REPORT_TABLES["tasks"],
             caption="report/tasks.rst",
             category="Tables",
             labels={"table": "multi-step task metrics (long format)"},
         ),
         roc=report(
-            mseval.REPORT_FIGURES["roc"],
+            msplan.REPORT_FIGURES["roc"],
             caption="report/roc.rst",
             category="Figures",
             labels={"figure": "ROC curves"},
         ),
         pr=report(
-            mseval.REPORT_FIGURES["pr"],
+            msplan.REPORT_FIGURES["pr"],
             caption="report/pr.rst",
             category="Figures",
             labels={"figure": "precision-recall curves"},
         ),
         training=report(
-            mseval.REPORT_FIGURES["training"],
+            msplan.REPORT_FIGURES["training"],
             caption="report/training.rst",
             category="Figures",
             labels={"figure": "training curves"},
         ),
         scatter=report(
-            mseval.REPORT_FIGURES["scatter"],
+            msplan.REPORT_FIGURES["scatter"],
             caption="report/scatter.rst",
             category="Figures",
             labels={"figure": "predicted vs target delta scores"},
         ),
         regions=report(
-            mseval.REPORT_FIGURES["regions"],
+            msplan.REPORT_FIGURES["regions"],
             caption="report/regions.rst",
             category="Figures",
             labels={"figure": "per-region metrics"},
@@ -182,7 +182,7 @@ rule report:
     conda:
         "../envs/metasplice.yaml"
     params:
-        report=lambda wc: mseval.report_params(config),
+        report=lambda wc: msplan.report_params(CONFIG),
     script:
         "../workflow_scripts/report.py"
 
@@ -190,4 +190,4 @@ rule report:
 # Regenerates the tables and figures from the existing evaluation outputs (never trains).
 rule tables:
     input:
-        mseval.REPORT_OUTPUTS,
+        msplan.REPORT_OUTPUTS,

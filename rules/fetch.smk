@@ -4,7 +4,7 @@
 # downloads itself: URLs are never rule inputs, so dry runs and DAG building stay offline (no HTTP
 # storage plugin). Changing a configured source reruns the rule through its params, and so does a change
 # of the package code the script runs (script_code: these rules are cached between workflows). Access tokens
-# come from the environment variable named by `token_env`; they are never in config or logs.
+# come from the environment variable named by `token_env`; they are never in CONFIG or logs.
 # A missing source fails while the DAG is built, with how to obtain it (metasplice.data.fetch).
 #
 # Genome output form: a PLAIN FASTA resources/genome/{build}.fa with its .fai. Every reader in the
@@ -18,7 +18,7 @@ from metasplice.data import fetch as msfetch
 
 rule fetch_splicevardb:
     input:
-        lambda wc: msfetch.rule_input(dataset_cfg(), config["dataset"], "splicevardb"),
+        lambda wc: msfetch.rule_input(dataset_cfg(), CONFIG["dataset"], "splicevardb"),
     output:
         SPLICEVARDB,
     log:
@@ -29,7 +29,7 @@ rule fetch_splicevardb:
     params:
         fetch=lambda wc: msfetch.rule_params(
             dataset_cfg(),
-            config["dataset"],
+            CONFIG["dataset"],
             "splicevardb",
         ),
         code=script_code("fetch_splicevardb"),
@@ -40,7 +40,7 @@ rule fetch_splicevardb:
 rule fetch_genome:
     input:
         lambda wc: msfetch.rule_input(
-            dataset_cfg(), config["dataset"], "genome", wc.build
+            dataset_cfg(), CONFIG["dataset"], "genome", wc.build
         ),
     output:
         fasta="resources/genome/{build}.fa",
@@ -53,7 +53,7 @@ rule fetch_genome:
     params:
         fetch=lambda wc: msfetch.rule_params(
             dataset_cfg(),
-            config["dataset"],
+            CONFIG["dataset"],
             "genome",
         ),
         code=script_code("fetch_genome"),
@@ -63,7 +63,7 @@ rule fetch_genome:
 
 rule fetch_annotation:
     input:
-        lambda wc: msfetch.annotation_input(dataset_cfg(), config["dataset"], wc.build),
+        lambda wc: msfetch.annotation_input(dataset_cfg(), CONFIG["dataset"], wc.build),
     output:
         "resources/annotation/{build}.tsv",
     log:

@@ -6,11 +6,11 @@
 #   results/predict/{experiment}/{name}.tsv          one row per scored record x allele x gene
 #   results/predict/{experiment}/{name}.skipped.tsv  every dropped line / unannotated record or allele
 #
-# config `predict`: vcfs {name: path} (empty: nothing is built), experiment (a stacked or trained
-# experiment of `experiments`), device, batch_size, chunk_size, threads, gpu. predict_targets(config)
+# CONFIG `predict`: vcfs {name: path} (empty: nothing is built), experiment (a stacked or trained
+# experiment of `experiments`), device, batch_size, chunk_size, threads, gpu. predict_targets(CONFIG)
 # lists the outputs.
 
-from metasplice.predict.annotate import (
+from metasplice.experiments.plan import (
     predict_section,
     predict_targets,
     score_vcf_inputs,
@@ -22,7 +22,7 @@ rule score_vcf:
     input:
         unpack(
             lambda wc: score_vcf_inputs(
-                config, wc.experiment, wc.name, GENOME, ANNOTATION
+                CONFIG, wc.experiment, wc.name, GENOME, ANNOTATION
             )
         ),
     output:
@@ -37,10 +37,10 @@ rule score_vcf:
         name=r"[A-Za-z0-9_-]+",
     conda:
         "../envs/metasplice.yaml"
-    threads: lambda wc: int(predict_section(config).get("threads", 2))
+    threads: lambda wc: int(predict_section(CONFIG).get("threads", 2))
     resources:
-        gpu=lambda wc: int(predict_section(config).get("gpu", 0)),
+        gpu=lambda wc: int(predict_section(CONFIG).get("gpu", 0)),
     params:
-        settings=lambda wc: score_vcf_params(config, wc.experiment),
+        settings=lambda wc: score_vcf_params(CONFIG, wc.experiment),
     script:
         "../workflow_scripts/score_vcf.py"

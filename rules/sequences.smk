@@ -2,7 +2,7 @@
 # results/sequences/ctx{L}.npz with keys ref, alt (uint8 [N, L], A,C,G,T,N = 0..4, rows in
 # variants.parquet order, first REF base at index L//2), context, strand_oriented, variant_id.
 # Convention (indels, strands, contig ends): metasplice.sequences.extract_windows.
-# Lengths to build by default: SequencesConfig.from_dict(config.get("sequences")).targets().
+# Lengths to build by default: SequencesConfig.from_dict(CONFIG.get("sequences")).targets().
 
 from metasplice.sequences import SequencesConfig
 
@@ -22,7 +22,7 @@ rule extract_sequences:
         "../envs/metasplice.yaml"
     params:
         windows=lambda wc: SequencesConfig.from_dict(
-            config.get("sequences")
+            CONFIG.get("sequences")
         ).rule_params(wc.ctx),
     script:
         "../workflow_scripts/extract_sequences.py"

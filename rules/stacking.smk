@@ -17,11 +17,11 @@ wildcard_constraints:
 
 rule oof_splits:
     input:
-        lambda wc: mseval.oof_scope_variants(config, wc.scope, VARIANTS),
+        lambda wc: msplan.oof_scope_variants(CONFIG, wc.scope, VARIANTS),
     output:
         variants=expand(
             "results/stacking/{{scope}}/oof{j}/variants.parquet",
-            j=range(mseval.oof_settings(config).oof_folds),
+            j=range(msplan.oof_settings(CONFIG).oof_folds),
         ),
         summary="results/stacking/{scope}/oof_folds.tsv",
     log:
@@ -29,14 +29,14 @@ rule oof_splits:
     conda:
         "../envs/metasplice.yaml"
     params:
-        stacking=lambda wc: dataclasses.asdict(mseval.oof_settings(config)),
+        stacking=lambda wc: dataclasses.asdict(msplan.oof_settings(CONFIG)),
     script:
         "../workflow_scripts/oof_splits.py"
 
 
 rule train_stacked:
     input:
-        unpack(lambda wc: mseval.stacked_inputs(config, wc.experiment, VARIANTS)),
+        unpack(lambda wc: msplan.stacked_inputs(CONFIG, wc.experiment, VARIANTS)),
     output:
         stacker="results/models/{experiment}/stacker.joblib",
         model_json="results/models/{experiment}/model.json",
@@ -51,6 +51,6 @@ rule train_stacked:
         "../envs/metasplice.yaml"
     threads: 2
     params:
-        stacked=lambda wc: mseval.stacked_params(config, wc.experiment),
+        stacked=lambda wc: msplan.stacked_params(CONFIG, wc.experiment),
     script:
         "../workflow_scripts/train_stacked.py"

@@ -1,4 +1,4 @@
-# Training: one meta-model per experiment of config["experiments"] (metasplice/experiments.py
+# Training: one meta-model per experiment of CONFIG["experiments"] (metasplice/experiments.py
 # resolves and validates each one; metasplice/train.py trains it).
 
 
@@ -19,8 +19,8 @@ rule build_tiny_hf_model:
 rule train:
     input:
         unpack(
-            lambda wildcards: mseval.instance_train_inputs(
-                config, wildcards.experiment, VARIANTS
+            lambda wildcards: msplan.instance_train_inputs(
+                CONFIG, wildcards.experiment, VARIANTS
             )
         ),
     output:
@@ -34,9 +34,9 @@ rule train:
         experiment="[A-Za-z0-9_.-]+",
     conda:
         "../envs/train.yaml"
-    threads: lambda wildcards: mseval.resolve_instance(config, wildcards.experiment).threads
+    threads: lambda wildcards: msplan.resolve_instance(CONFIG, wildcards.experiment).threads
     resources:
-        gpu=lambda wildcards: mseval.resolve_instance(config, wildcards.experiment).gpu,
+        gpu=lambda wildcards: msplan.resolve_instance(CONFIG, wildcards.experiment).gpu,
     params:
         experiment=train_params,
         state="results/models/{experiment}/train_state.pt",

@@ -17,8 +17,8 @@ rule prepare_variants:
     params:
         build=BUILD,
         coordinate_column=dataset_cfg()["coordinate_column"],
-        split=config["split"],
-        regions=config["regions"],
-        max_ref_mismatch_fraction=config["variants"]["max_ref_mismatch_fraction"],
+        split=CONFIG["split"],
+        regions=CONFIG["regions"],
+        max_ref_mismatch_fraction=CONFIG["variants"]["max_ref_mismatch_fraction"],
     script:
         "../workflow_scripts/prepare_variants.py"

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from metasplice.data.annotation import Annotation, RegionConfig, load_annotation, read_annotation_table, write_annotation
+from metasplice.data.annotation import (
+    Annotation,
+    RegionConfig,
+    load_annotation,
+    read_annotation_table,
+    write_annotation,
+)
 
 
 def test_round_trip_keeps_spliceai_conventions(tiny_reference, tmp_path):
@@ -27,7 +33,9 @@ def test_overlap_and_assignment_prefers_named_gene(tiny_reference):
     ann = Annotation(__import__("pandas").concat([genes, extra], ignore_index=True))
     assert ann.overlapping("1", 6000) == [0, 2]
     assert ann.overlapping("chr1", 1000) == []  # tx_start is 1-based inclusive
-    rows = ann.assign(np.array(["chr1", "1", "chr1", "chr21"]), np.array([6000, 6000, 500, 2001]), np.array(["G1b", "X", "G1", "G2"]))
+    rows = ann.assign(
+        np.array(["chr1", "1", "chr1", "chr21"]), np.array([6000, 6000, 500, 2001]), np.array(["G1b", "X", "G1", "G2"])
+    )
     assert rows.tolist() == [2, 0, -1, 1]
 
 
@@ -36,15 +44,29 @@ def test_region_classes_around_a_plus_strand_exon(tiny_reference):
     # exon 2 of G1 spans 3001..3200; neighbours end at 1200 and start at 6001
     pos = np.array([3000, 2999, 2998, 2993, 2992, 2951, 2950, 3001, 3003, 3004, 3100, 3201, 3200])
     expected = [
-        "canonical", "canonical", "splice_region", "splice_region", "intronic", "intronic",
-        "deep_intronic", "splice_region", "splice_region", "exonic", "exonic", "canonical", "splice_region",
+        "canonical",
+        "canonical",
+        "splice_region",
+        "splice_region",
+        "intronic",
+        "intronic",
+        "deep_intronic",
+        "splice_region",
+        "splice_region",
+        "exonic",
+        "exonic",
+        "canonical",
+        "splice_region",
     ]
     rows = np.zeros(len(pos), dtype=np.int64)
     assert ann.regions(rows, pos, pos, RegionConfig()).tolist() == expected
     # a deletion spanning into the exon takes the most severe class of its span
     assert ann.regions(np.array([0]), np.array([2990]), np.array([3002])).tolist() == ["canonical"]
     # the first/last transcript bases are not splice sites
-    assert ann.regions(np.array([0, 0]), np.array([1001, 9000]), np.array([1001, 9000])).tolist() == ["exonic", "exonic"]
+    assert ann.regions(np.array([0, 0]), np.array([1001, 9000]), np.array([1001, 9000])).tolist() == [
+        "exonic",
+        "exonic",
+    ]
 
 
 def test_boundary_offsets_follow_the_cli_tie_rule(tiny_reference):
@@ -54,8 +76,19 @@ def test_boundary_offsets_follow_the_cli_tie_rule(tiny_reference):
     # a tie (boundaries 101 and 201 around 151) goes to the lower coordinate, as in the CLI
     import pandas as pd
 
-    tie = Annotation(pd.DataFrame({"name": ["T"], "chrom": ["chr1"], "strand": ["+"], "tx_start": [101], "tx_end": [300],
-                                   "exon_starts": [(101, 201)], "exon_ends": [(121, 300)]}))
+    tie = Annotation(
+        pd.DataFrame(
+            {
+                "name": ["T"],
+                "chrom": ["chr1"],
+                "strand": ["+"],
+                "tx_start": [101],
+                "tx_end": [300],
+                "exon_starts": [(101, 201)],
+                "exon_ends": [(121, 300)],
+            }
+        )
+    )
     assert tie.boundary_offsets(np.array([0]), np.array([160])).tolist() == [-39]  # 121 (39) beats 201 (41)
     assert tie.boundary_offsets(np.array([0]), np.array([110])).tolist() == [-9]  # 101 (9) beats 121 (11)
     assert tie.boundary_offsets(np.array([0]), np.array([111])).tolist() == [-10]  # tie 101 / 121 -> 101

@@ -38,8 +38,7 @@ def package(tmp_path, monkeypatch):
 def test_digest_follows_imports_and_only_them(package):
     root, script = package
     found = {p.relative_to(root.parent).as_posix() for p in _imported_sources(script.resolve(), "pkgx")}
-    assert found == {"script.py", "pkgx/__init__.py", "pkgx/a.py", "pkgx/b.py", "pkgx/c/__init__.py",
-                     "pkgx/c/sub.py"}
+    assert found == {"script.py", "pkgx/__init__.py", "pkgx/a.py", "pkgx/b.py", "pkgx/c/__init__.py", "pkgx/c/sub.py"}
     before = code_digest(script, "pkgx")
     (root / "d.py").write_text("y = 3\n")  # not imported: same digest
     assert code_digest(script, "pkgx") == before

@@ -28,15 +28,18 @@ def test_shipped_config_is_valid_and_defaults_fill_in(config):
     assert minimal["split"]["test_chroms"] == ["chr21", "chr22"] and minimal["fetch"]["timeout_s"] == 60
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(trainng={"gpu": 3}), "'trainng' was unexpected"),
-    (lambda c: c["base_models"]["spliceai"].update(distanse=10), "'distanse' was unexpected"),
-    (lambda c: c["split"].update(test_chromosomes=["chr1"]), "'test_chromosomes' was unexpected"),
-    (lambda c: c["sequences"].update(context=[401]), "'context' was unexpected"),
-    (lambda c: c["experiments"].update(baseline_x={"model": "gated_cnn"}), "'baseline_x' does not match"),
-    (lambda c: c["experiments"].update({"my__fold1": {"model": "gated_cnn"}}), "'my__fold1' does not match"),
-    (lambda c: c["base_models"].update({"open-splice": {"kind": "openspliceai"}}), "'open-splice' does not match"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(trainng={"gpu": 3}), "'trainng' was unexpected"),
+        (lambda c: c["base_models"]["spliceai"].update(distanse=10), "'distanse' was unexpected"),
+        (lambda c: c["split"].update(test_chromosomes=["chr1"]), "'test_chromosomes' was unexpected"),
+        (lambda c: c["sequences"].update(context=[401]), "'context' was unexpected"),
+        (lambda c: c["experiments"].update(baseline_x={"model": "gated_cnn"}), "'baseline_x' does not match"),
+        (lambda c: c["experiments"].update({"my__fold1": {"model": "gated_cnn"}}), "'my__fold1' does not match"),
+        (lambda c: c["base_models"].update({"open-splice": {"kind": "openspliceai"}}), "'open-splice' does not match"),
+    ],
+)
 def test_misspelt_keys_and_reserved_names_are_errors(config, change, message):
     bad = copy.deepcopy(config)
     change(bad)

@@ -19,13 +19,11 @@ from metasplice.data.demo import (
     OUTPUT_FILES,
     SPLICEVARDB_COLUMNS,
     DemoConfig,
-    add_demo_parser,
     generate_demo,
     make_demo,
-    planted_site_probabilities,
-    register,
 )
 from metasplice.data.genome import Genome, decode, reverse_complement
+from metasplice.demo_cli import add_demo_parser, planted_site_probabilities, register
 
 # small enough for the SpliceAI check: three genes of 8-12 kb on both strands
 SMALL = DemoConfig(
@@ -98,7 +96,7 @@ def test_annotation_table_format_and_splice_signals(demo):
         assert int(tx_start) == starts[0] and int(tx_end) == ends[-1]
         assert 8_000 <= int(tx_end) - int(tx_start) <= 20_000
         introns = [s - e for e, s in zip(ends[:-1], starts[1:])]
-        assert 300 <= min(introns) and max(introns) <= 3000
+        assert min(introns) >= 300 and max(introns) <= 3000
         # 0-based starts, 1-based ends: the intron starts right after EXON_END, ends at EXON_START
         left = [genome.fetch(chrom, e, e + 2) for e in ends[:-1]]  # first two intron bases
         right = [genome.fetch(chrom, s - 2, s) for s in starts[1:]]  # last two intron bases

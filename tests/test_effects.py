@@ -14,11 +14,12 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from metasplice.models import tasks as FX
+import metasplice.evaluation.tasks as ET
+from metasplice.data.genome import Genome, encode
 from metasplice.evaluation import evaluate as E
 from metasplice.evaluation import metrics as M
-from metasplice.data.genome import Genome, encode
 from metasplice.models import build_model, load_checkpoint, load_model, model_config, save_model
+from metasplice.models import tasks as FX
 from metasplice.models.common import monotone_quantiles, task_config_dict, transform_outputs
 from metasplice.models.tiny_hf import build_tiny_hf_model
 from metasplice.sequences import extract_windows
@@ -52,23 +53,36 @@ def cls(name: str) -> int:
 
 
 def test_effect_labels_of_known_variants():
-    ds = np.array([
-        [0.01, 0.02, 0.00, 0.80],  # donor loss
-        [0.70, 0.00, 0.10, 0.00],  # acceptor gain
-        [0.00, 0.65, 0.00, 0.05],  # acceptor loss
-        [0.00, 0.00, 0.90, 0.10],  # donor gain
-        [0.50, 0.00, 0.00, 0.60],  # complex: 0.5 >= 0.5 x 0.6
-        [0.30, 0.00, 0.00, 0.60],  # exactly half: complex (ties with the fraction count)
-        [0.00, 0.00, 0.00, 0.00],  # Splice-altering, nothing scored above 0: no class
-        [np.nan] * 4,              # Splice-altering, not scored: no class
-        [np.nan] * 4,              # Normal, not scored: no class either (unscoreable must not mean normal)
-        [0.20, 0.90, 0.00, 0.00],  # Normal with a high score: normal (the label decides)
-        [0.00, 0.90, 0.00, 0.00],  # other label: no class
-    ])
+    ds = np.array(
+        [
+            [0.01, 0.02, 0.00, 0.80],  # donor loss
+            [0.70, 0.00, 0.10, 0.00],  # acceptor gain
+            [0.00, 0.65, 0.00, 0.05],  # acceptor loss
+            [0.00, 0.00, 0.90, 0.10],  # donor gain
+            [0.50, 0.00, 0.00, 0.60],  # complex: 0.5 >= 0.5 x 0.6
+            [0.30, 0.00, 0.00, 0.60],  # exactly half: complex (ties with the fraction count)
+            [0.00, 0.00, 0.00, 0.00],  # Splice-altering, nothing scored above 0: no class
+            [np.nan] * 4,  # Splice-altering, not scored: no class
+            [np.nan] * 4,  # Normal, not scored: no class either (unscoreable must not mean normal)
+            [0.20, 0.90, 0.00, 0.00],  # Normal with a high score: normal (the label decides)
+            [0.00, 0.90, 0.00, 0.00],  # other label: no class
+        ]
+    )
     label = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, -1])
     got = FX.effect_labels(ds, label)
-    expected = ["donor_loss", "acceptor_gain", "acceptor_loss", "donor_gain", "complex", "complex",
-                None, None, None, "normal", None]
+    expected = [
+        "donor_loss",
+        "acceptor_gain",
+        "acceptor_loss",
+        "donor_gain",
+        "complex",
+        "complex",
+        None,
+        None,
+        None,
+        "normal",
+        None,
+    ]
     assert got.tolist() == [cls(e) if e else -1 for e in expected]
     # a stricter complex rule and a minimum score
     assert FX.effect_labels(ds[4:5], label[4:5], complex_fraction=0.9).tolist() == [cls("donor_loss")]
@@ -80,8 +94,16 @@ def test_effect_labels_of_known_variants():
 
 
 def test_localisation_target_is_the_dp_of_the_dominant_delta():
-    ds = np.array([[0.1, 0.0, 0.9, 0.2], [0.1, 0.0, 0.9, 0.2], [0.8, 0.0, 0.1, 0.0], [0.8, 0.0, 0.0, 0.0],
-                   [0.8, 0.0, 0.0, 0.0], [0.0, 0.9, 0.0, 0.0]])
+    ds = np.array(
+        [
+            [0.1, 0.0, 0.9, 0.2],
+            [0.1, 0.0, 0.9, 0.2],
+            [0.8, 0.0, 0.1, 0.0],
+            [0.8, 0.0, 0.0, 0.0],
+            [0.8, 0.0, 0.0, 0.0],
+            [0.0, 0.9, 0.0, 0.0],
+        ]
+    )
     dp = np.array([[-30, 0, 7, 2], [-30, 0, 7, 2], [3, 0, -2, 0], [12, 0, 0, 0], [1, 0, 0, 0], [0, -4, 0, 0]])
     label = np.array([1, 1, 1, 1, 0, 1])
     strand = np.array(["+", "-", "-", "+", "+", "+"])
@@ -103,10 +125,14 @@ def test_offsets_point_at_the_same_base_in_strand_oriented_windows(tiny_referenc
     context, distance = 41, 20
     c = context // 2
     rows = [("chr1", 5000, "+", 7), ("chr1", 5100, "+", -12), ("chr21", 6000, "-", 7), ("chr21", 6100, "-", -12)]
-    variants = pd.DataFrame({
-        "chrom": [r[0] for r in rows], "pos": [r[1] for r in rows], "strand": [r[2] for r in rows],
-        "ref": [seqs[r[0]][r[1] - 1] for r in rows],
-    })
+    variants = pd.DataFrame(
+        {
+            "chrom": [r[0] for r in rows],
+            "pos": [r[1] for r in rows],
+            "strand": [r[2] for r in rows],
+            "ref": [seqs[r[0]][r[1] - 1] for r in rows],
+        }
+    )
     variants["alt"] = ["A" if b != "A" else "C" for b in variants["ref"]]
     ref, _ = extract_windows(variants, genome, context, strand_oriented=True)
     ds = np.tile([[0.0, 0.0, 0.9, 0.0]], (len(rows), 1))
@@ -126,8 +152,12 @@ def test_class_weights_and_loss_weights():
     w = FX.effect_class_weights(classes, "balanced")
     np.testing.assert_allclose(w, [7 / 12, 7 / 6, 1, 1, 1, 7 / 3], rtol=1e-6)
     assert (FX.effect_class_weights(classes, "none") == 1).all()
-    assert FX.check_loss_weights({"localisation": 0.5}) == {"binary": 1.0, "effect_type": 1.0, "delta": 1.0,
-                                                             "localisation": 0.5}
+    assert FX.check_loss_weights({"localisation": 0.5}) == {
+        "binary": 1.0,
+        "effect_type": 1.0,
+        "delta": 1.0,
+        "localisation": 0.5,
+    }
     with pytest.raises(ValueError, match="unknown loss_weights keys"):
         FX.check_loss_weights({"regression": 1.0})
 
@@ -135,16 +165,19 @@ def test_class_weights_and_loss_weights():
 # --------------------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"task": "localisation", "context": 41, "distance": 21}, "distance 21 must be <= context // 2 = 20"),
-    ({"task": "multitask", "context": 41, "distance": 30}, "distance 30 must be <= context // 2"),
-    ({"task": "quantile", "quantiles": [0.9, 0.1]}, "strictly increasing"),
-    ({"task": "quantile", "quantiles": [0.5]}, "at least two"),
-    ({"task": "quantile", "quantiles": [0.0, 0.5]}, "must lie in \\(0, 1\\)"),
-    ({"task": "effect_type", "class_weighting": "inverse"}, "unknown class_weighting 'inverse'"),
-    ({"task": "effect_type", "complex_fraction": 1.5}, "complex_fraction must be in"),
-    ({"task": "multitask", "context": 101, "loss_weights": {"delta": -1}}, "loss_weights.delta must be"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"task": "localisation", "context": 41, "distance": 21}, "distance 21 must be <= context // 2 = 20"),
+        ({"task": "multitask", "context": 41, "distance": 30}, "distance 30 must be <= context // 2"),
+        ({"task": "quantile", "quantiles": [0.9, 0.1]}, "strictly increasing"),
+        ({"task": "quantile", "quantiles": [0.5]}, "at least two"),
+        ({"task": "quantile", "quantiles": [0.0, 0.5]}, "must lie in \\(0, 1\\)"),
+        ({"task": "effect_type", "class_weighting": "inverse"}, "unknown class_weighting 'inverse'"),
+        ({"task": "effect_type", "complex_fraction": 1.5}, "complex_fraction must be in"),
+        ({"task": "multitask", "context": 101, "loss_weights": {"delta": -1}}, "loss_weights.delta must be"),
+    ],
+)
 def test_bad_task_options(values, message):
     with pytest.raises(ValueError, match=message):
         model_config("gated_cnn", values)
@@ -156,8 +189,11 @@ def test_task_options_are_config_fields_and_ignored_by_other_tasks():
     # distance only has to fit the window of the tasks that use it
     delta = model_config("gated_cnn", {"context": 41})
     assert delta.distance == 50
-    old = {k: v for k, v in dataclasses.asdict(delta).items() if k not in
-           ("complex_fraction", "min_effect_score", "class_weighting", "distance", "quantiles", "loss_weights")}
+    old = {
+        k: v
+        for k, v in dataclasses.asdict(delta).items()
+        if k not in ("complex_fraction", "min_effect_score", "class_weighting", "distance", "quantiles", "loss_weights")
+    }
     assert task_config_dict(delta) == old  # what fingerprints a delta run is unchanged
     assert set(task_config_dict(model_config("gated_cnn", {"task": "quantile"}))) == set(old) | {"quantiles"}
 
@@ -165,8 +201,13 @@ def test_task_options_are_config_fields_and_ignored_by_other_tasks():
 def test_hf_encoder_pooled_heads_only(tmp_path):
     snapshot = build_tiny_hf_model(tmp_path / "tiny", hidden=16, max_length=64)
     for task, width in (("effect_type", 6), ("quantile", 8)):
-        values = {"model_path": str(snapshot), "task": task, "context": CONTEXT, "head_hidden": 16,
-                  "quantiles": [0.25, 0.75]}
+        values = {
+            "model_path": str(snapshot),
+            "task": task,
+            "context": CONTEXT,
+            "head_hidden": 16,
+            "quantiles": [0.25, 0.75],
+        }
         model = build_model("hf_encoder", model_config("hf_encoder", values)).eval()
         tokens = torch.randint(0, 4, (2, CONTEXT), dtype=torch.uint8)
         assert predict(model, tokens, tokens).shape == (2, width) == (2, len(model.output_names))
@@ -208,8 +249,9 @@ def test_losses_on_hand_values():
     y = torch.tensor([[1.0]])
     # pinball: q * (y - p) for y above both: (0.2 * 0.5 + 0.8 * 0.5) / 2
     assert loss_function("quantile", model_config=cfg)(raw, y).item() == pytest.approx(0.25, abs=1e-6)
-    mt = model_config("gated_cnn", {**CNN, "task": "multitask",
-                                    "loss_weights": {"binary": 0, "effect_type": 0, "delta": 0}})
+    mt = model_config(
+        "gated_cnn", {**CNN, "task": "multitask", "loss_weights": {"binary": 0, "effect_type": 0, "delta": 0}}
+    )
     loss = loss_function("multitask", model_config=mt)
     out = torch.zeros(2, 1 + 6 + 4 + 11, requires_grad=True)
     nan = float("nan")
@@ -246,15 +288,24 @@ def write_dataset(root: Path, n: int = 240, seed: int = 0) -> dict[str, Path]:
     alt[np.flatnonzero(sa), c + offset[sa]] = 2
     ds[label == -1] = np.nan
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"sequences": root / f"ctx{CONTEXT}.npz", "variants": root / "variants.parquet",
-             "scores": root / "scores.parquet"}
+    paths = {
+        "sequences": root / f"ctx{CONTEXT}.npz",
+        "variants": root / "variants.parquet",
+        "scores": root / "scores.parquet",
+    }
     np.savez(paths["sequences"], ref=ref, alt=alt, context=np.int64(CONTEXT), strand_oriented=np.bool_(True))
-    region = rng.choice(list(E.REGION_ORDER), n)
-    pd.DataFrame({
-        "variant_id": [f"1:{i + 100}:A:G" for i in range(n)], "split": split, "label": label,
-        "classification": np.where(sa, "Splice-altering", np.where(label == 0, "Normal", "Other")),
-        "region": region, "variant_type": "snv", "strand": strand,
-    }).to_parquet(paths["variants"])
+    region = rng.choice(list(E.REGIONS), n)
+    pd.DataFrame(
+        {
+            "variant_id": [f"1:{i + 100}:A:G" for i in range(n)],
+            "split": split,
+            "label": label,
+            "classification": np.where(sa, "Splice-altering", np.where(label == 0, "Normal", "Other")),
+            "region": region,
+            "variant_type": "snv",
+            "strand": strand,
+        }
+    ).to_parquet(paths["variants"])
     scores = pd.DataFrame({k: ds[:, i] for i, k in enumerate(FX.DS_COLUMNS)})
     for i, k in enumerate(FX.DP_COLUMNS):
         scores[k] = pd.array(np.where(np.isfinite(ds[:, i]), dp[:, i], 0), dtype="Int64")
@@ -272,8 +323,16 @@ def data(tmp_path_factory):
 
 def train(paths, out: Path, values: dict, **train_values):
     cfg = model_config("gated_cnn", values)
-    summary = run_experiment("gated_cnn", cfg, TrainConfig(**{**FAST, **train_values}), paths["sequences"],
-                             paths["variants"], paths["scores"], out / "model.pt", out / "history.tsv")
+    summary = run_experiment(
+        "gated_cnn",
+        cfg,
+        TrainConfig(**{**FAST, **train_values}),
+        paths["sequences"],
+        paths["variants"],
+        paths["scores"],
+        out / "model.pt",
+        out / "history.tsv",
+    )
     return summary, pd.read_csv(out / "history.tsv", sep="\t")
 
 
@@ -282,8 +341,9 @@ def test_training_rows_and_targets_per_task(data):
     scores = pd.read_parquet(data["scores"])
     label = variants["label"].to_numpy()
     opts = model_config("gated_cnn", {**CNN, "task": "multitask"})
-    d = load_training_data(data["sequences"], data["variants"], data["scores"], "multitask", opts.targets, CONTEXT,
-                           opts)
+    d = load_training_data(
+        data["sequences"], data["variants"], data["scores"], "multitask", opts.targets, CONTEXT, opts
+    )
     classes = FX.config_effect_labels(scores, label, opts)
     offsets = FX.config_localisation_targets(scores, label, variants["strand"].to_numpy(), True, opts)
     np.testing.assert_array_equal(np.nan_to_num(d.y[:, 1], nan=-1), classes)
@@ -337,7 +397,8 @@ def test_delta_fingerprint_and_old_checkpoints_unchanged(tmp_path):
     tokens = np.zeros((4, CONTEXT), np.uint8)
     data = TrainingData(tokens, tokens, np.zeros((4, 4), np.float32), np.zeros(4, np.int8), np.full(4, "train"))
     assert _fingerprint("gated_cnn", cfg, TrainConfig(), idx, idx, data) == _fingerprint(
-        "gated_cnn", dataclasses.replace(cfg, distance=7, quantiles=(0.2, 0.8)), TrainConfig(), idx, idx, data)
+        "gated_cnn", dataclasses.replace(cfg, distance=7, quantiles=(0.2, 0.8)), TrainConfig(), idx, idx, data
+    )
     assert set(old_payload) == set(task_config_dict(cfg))
     model = build_model("gated_cnn", cfg)
     save_model(tmp_path / "model.pt", model)
@@ -425,20 +486,20 @@ def test_predictions_tables_and_task_metrics(data):
     pred = E.model_predictions(variants, q, rows, names, "quantile", scores)
     assert {"pred_DS_AG", "pred_DS_AG_q0.1", "pred_DS_AG_q0.9", "target_DS_AG"} <= set(pred.columns)
     np.testing.assert_allclose(pred["score"], 0.5)
-    res = E.quantile_metrics(E._labelled(pred, "test"), E.EvalConfig(bootstrap=BOOT))
-    test = E._labelled(pred, "test")
+    res = ET.quantile_metrics(E.labelled_rows(pred, "test"), E.EvalConfig(bootstrap=BOOT))
+    test = E.labelled_rows(pred, "test")
     t = test[[f"target_{c}" for c in FX.DS_COLUMNS]].to_numpy()
     t = t[np.isfinite(t).all(axis=1)]
     assert res["nominal"] == pytest.approx(0.8) and res["n"] == len(t)
-    assert res["coverage"]["estimate"] == pytest.approx(np.mean(t <= 0.7 + E.COVERAGE_TOLERANCE))
+    assert res["coverage"]["estimate"] == pytest.approx(np.mean(t <= 0.7 + ET.COVERAGE_TOLERANCE))
     assert res["by_label"]["normal"]["estimate"] == 1.0  # zero targets inside [0, 0.7]
     # localisation: the top offsets and the oriented target
-    offsets = FX.config_localisation_targets(scores, label, variants["strand"].to_numpy(), True,
-                                             {"distance": DISTANCE})
+    offsets = FX.config_localisation_targets(scores, label, variants["strand"].to_numpy(), True, {"distance": DISTANCE})
     loc = np.full((len(rows), 2 * DISTANCE + 1), 0.01)
     loc[np.arange(len(rows)), np.clip(offsets[rows], 0, None)] = 0.5
-    pred = E.model_predictions(variants, loc, rows, FX.offset_names(DISTANCE), "localisation", scores,
-                               {"distance": DISTANCE})
+    pred = E.model_predictions(
+        variants, loc, rows, FX.offset_names(DISTANCE), "localisation", scores, {"distance": DISTANCE}
+    )
     assert pred["score"].isna().all()
     has = pred["loc_target"].notna()
     np.testing.assert_array_equal(pred.loc[has, "loc_top1"], pred.loc[has, "loc_target"])
@@ -452,8 +513,16 @@ def test_experiment_files_with_an_effect_model(task, data, tmp_path):
     model = build_model("gated_cnn", model_config("gated_cnn", {**CNN, "task": task}))
     save_model(tmp_path / "model.pt", model, info={"best_epoch": 1})
     cfg = E.EvalConfig(bootstrap=M.BootstrapConfig(n=50), device="cpu", batch_size=64)
-    res = E.evaluate_experiment_files(tmp_path / "model.pt", data["variants"], data["sequences"], data["scores"],
-                                      tmp_path / "p.parquet", tmp_path / "m.json", "fx", cfg)
+    res = E.evaluate_experiment_files(
+        tmp_path / "model.pt",
+        data["variants"],
+        data["sequences"],
+        data["scores"],
+        tmp_path / "p.parquet",
+        tmp_path / "m.json",
+        "fx",
+        cfg,
+    )
     on_disk = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
     pred = pd.read_parquet(tmp_path / "p.parquet")
     assert on_disk["task"] == task

@@ -7,27 +7,40 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from metasplice.experiments import ensembles as EN
+import metasplice.evaluation.predictions as EP
+import metasplice.evaluation.tasks as ET
+import metasplice.experiments.plan as PLAN
 from metasplice.evaluation import evaluate as E
 from metasplice.evaluation import metrics as M
+from metasplice.experiments import ensembles as EN
 
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=50, seed=1))
-SAME_SECTIONS = ("n", "threshold", "fixed_threshold", "metrics", "correlation", "confusion_matrix", "breakdowns",
-                 "comparison")
+SAME_SECTIONS = (
+    "n",
+    "threshold",
+    "fixed_threshold",
+    "metrics",
+    "correlation",
+    "confusion_matrix",
+    "breakdowns",
+    "comparison",
+)
 
 
 def make_variants(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """Variants with train/val/test splits, labels 1/0 and some unlabelled (-1)."""
     rng = np.random.default_rng(seed)
     label = rng.choice([1, 0, -1], n, p=[0.45, 0.45, 0.10]).astype(np.int8)
-    return pd.DataFrame({
-        "variant_id": [f"chr1:{1000 + i}:A:G" for i in range(n)],
-        "split": rng.choice(["train", "val", "test"], n, p=[0.2, 0.4, 0.4]),
-        "label": label,
-        "classification": np.where(label == 1, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
-        "region": rng.choice(list(E.REGION_ORDER), n),
-        "variant_type": rng.choice(["snv", "insertion", "deletion"], n),
-    })
+    return pd.DataFrame(
+        {
+            "variant_id": [f"chr1:{1000 + i}:A:G" for i in range(n)],
+            "split": rng.choice(["train", "val", "test"], n, p=[0.2, 0.4, 0.4]),
+            "label": label,
+            "classification": np.where(label == 1, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
+            "region": rng.choice(list(E.REGIONS), n),
+            "variant_type": rng.choice(["snv", "insertion", "deletion"], n),
+        }
+    )
 
 
 def make_scores(variants: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -43,7 +56,7 @@ def make_scores(variants: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def eval_rows(variants: pd.DataFrame) -> np.ndarray:
-    return np.flatnonzero(variants["split"].isin(E.EVAL_SPLITS).to_numpy())
+    return np.flatnonzero(variants["split"].isin(EP.EVAL_SPLITS).to_numpy())
 
 
 def delta_member(variants: pd.DataFrame, scores: pd.DataFrame, seed: int, targets: pd.DataFrame | None = None):
@@ -51,8 +64,9 @@ def delta_member(variants: pd.DataFrame, scores: pd.DataFrame, seed: int, target
     rows = eval_rows(variants)
     truth = np.nan_to_num(scores[[f"target_{c}" for c in E.DS_COLUMNS]].to_numpy()[rows])
     noise = np.random.default_rng(seed).normal(0, 0.15, truth.shape)
-    return E.model_predictions(variants, np.clip(truth + noise, 0, 1), rows, E.DS_COLUMNS, "delta",
-                               scores if targets is None else targets)
+    return E.model_predictions(
+        variants, np.clip(truth + noise, 0, 1), rows, E.DS_COLUMNS, "delta", scores if targets is None else targets
+    )
 
 
 def binary_member(variants: pd.DataFrame, score: np.ndarray) -> pd.DataFrame:
@@ -82,55 +96,78 @@ def write_members(tmp_path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 
 def test_config_from_dict_and_validation():
-    cfg = EN.EnsembleConfig.from_dict({"model": "ensemble", "members": ["a", "b"], "weights": [3, 1],
-                                       "description": "d", "demo": {"members": ["a", "c"]}}, "ens")
+    cfg = EN.EnsembleConfig.from_dict(
+        {
+            "model": "ensemble",
+            "members": ["a", "b"],
+            "weights": [3, 1],
+            "description": "d",
+            "demo": {"members": ["a", "c"]},
+        },
+        "ens",
+    )
     assert cfg == EN.EnsembleConfig(("a", "b"), "mean", (3.0, 1.0), "d")
     assert cfg.normalised_weights().tolist() == [0.75, 0.25]
-    demo = EN.EnsembleConfig.from_dict({"model": "ensemble", "members": ["a", "b"], "weights": [3, 1],
-                                        "demo": {"members": ["a", "c"]}}, "ens", demo=True)
+    demo = EN.EnsembleConfig.from_dict(
+        {"model": "ensemble", "members": ["a", "b"], "weights": [3, 1], "demo": {"members": ["a", "c"]}},
+        "ens",
+        demo=True,
+    )
     assert demo.members == ("a", "c")
-    stack = EN.EnsembleConfig.from_dict({"model": "ensemble", "members": ["a", "b"], "combine": "stack",
-                                         "folds": 3, "seed": 7}, "ens")
+    stack = EN.EnsembleConfig.from_dict(
+        {"model": "ensemble", "members": ["a", "b"], "combine": "stack", "folds": 3, "seed": 7}, "ens"
+    )
     assert (stack.combine, stack.folds, stack.seed, stack.weights) == ("stack", 3, 7, None)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"model": "ensemble", "members": ["a", "b"], "epochs": 3}, r"experiment 'ens': unknown keys \['epochs'\]"),
-    ({"model": "ensemble", "members": ["a", "b"], "demo": {"hidden": 3}}, r"unknown keys \['demo.hidden'\]"),
-    ({"model": "ensemble", "members": ["a", "b"], "demo": [1]}, r"experiment 'ens': 'demo' must be a mapping"),
-    ({"model": "ensemble"}, r"experiment 'ens': no 'members'"),
-    ({"model": "gated_cnn", "members": ["a", "b"]}, r"model 'gated_cnn' is not 'ensemble'"),
-    ({"model": "ensemble", "members": ["a"]}, r"experiment 'ens': an ensemble needs at least two members"),
-    ({"model": "ensemble", "members": "ab"}, r"members must be a list"),
-    ({"model": "ensemble", "members": ["a", "b", "a"]}, r"members listed more than once: \['a'\]"),
-    ({"model": "ensemble", "members": ["a", "b"], "combine": "max"}, r"unknown combine 'max'"),
-    ({"model": "ensemble", "members": ["a", "b"], "weights": [1]}, r"1 weights for 2 members"),
-    ({"model": "ensemble", "members": ["a", "b"], "weights": [1, 0]}, r"weights must be positive"),
-    ({"model": "ensemble", "members": ["a", "b"], "combine": "stack", "weights": [1, 2]}, r"stack fits its own"),
-    ({"model": "ensemble", "members": ["a", "b"], "folds": 1}, r"folds must be an integer >= 2"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model": "ensemble", "members": ["a", "b"], "epochs": 3}, r"experiment 'ens': unknown keys \['epochs'\]"),
+        ({"model": "ensemble", "members": ["a", "b"], "demo": {"hidden": 3}}, r"unknown keys \['demo.hidden'\]"),
+        ({"model": "ensemble", "members": ["a", "b"], "demo": [1]}, r"experiment 'ens': 'demo' must be a mapping"),
+        ({"model": "ensemble"}, r"experiment 'ens': no 'members'"),
+        ({"model": "gated_cnn", "members": ["a", "b"]}, r"model 'gated_cnn' is not 'ensemble'"),
+        ({"model": "ensemble", "members": ["a"]}, r"experiment 'ens': an ensemble needs at least two members"),
+        ({"model": "ensemble", "members": "ab"}, r"members must be a list"),
+        ({"model": "ensemble", "members": ["a", "b", "a"]}, r"members listed more than once: \['a'\]"),
+        ({"model": "ensemble", "members": ["a", "b"], "combine": "max"}, r"unknown combine 'max'"),
+        ({"model": "ensemble", "members": ["a", "b"], "weights": [1]}, r"1 weights for 2 members"),
+        ({"model": "ensemble", "members": ["a", "b"], "weights": [1, 0]}, r"weights must be positive"),
+        ({"model": "ensemble", "members": ["a", "b"], "combine": "stack", "weights": [1, 2]}, r"stack fits its own"),
+        ({"model": "ensemble", "members": ["a", "b"], "folds": 1}, r"folds must be an integer >= 2"),
+    ],
+)
 def test_invalid_configs_are_errors_naming_the_experiment(values, message):
     with pytest.raises(ValueError, match=message):
         EN.EnsembleConfig.from_dict(values, "ens")
 
 
 def test_workflow_inputs_and_member_checks():
-    config = {"dataset": "full", "evaluation": {"cross_validation": {"enabled": True, "n_folds": 3}},
-              "experiments": {"a": {"model": "gated_cnn"}, "b": {"model": "gated_cnn"},
-                              "ens": {"model": "ensemble", "members": ["a", "b"], "combine": "rank_mean"},
-                              "outer": {"model": "ensemble", "members": ["ens", "a"]},
-                              "bad": {"model": "ensemble", "members": ["a", "nope"]},
-                              "x": {"model": "ensemble", "members": ["a", "y"]},
-                              "y": {"model": "ensemble", "members": ["b", "x"]}}}
+    config = {
+        "dataset": "full",
+        "evaluation": {"cross_validation": {"enabled": True, "n_folds": 3}},
+        "experiments": {
+            "a": {"model": "gated_cnn"},
+            "b": {"model": "gated_cnn"},
+            "ens": {"model": "ensemble", "members": ["a", "b"], "combine": "rank_mean"},
+            "outer": {"model": "ensemble", "members": ["ens", "a"]},
+            "bad": {"model": "ensemble", "members": ["a", "nope"]},
+            "x": {"model": "ensemble", "members": ["a", "y"]},
+            "y": {"model": "ensemble", "members": ["b", "x"]},
+        },
+    }
     assert EN.is_ensemble(config["experiments"]["ens"]) and not EN.is_ensemble(config["experiments"]["a"])
-    assert EN.ensemble_inputs(config, "ens", "results/variants/variants.parquet") == {
+    assert PLAN.ensemble_inputs(config, "ens", "results/variants/variants.parquet") == {
         "predictions": ["results/eval/a/predictions.parquet", "results/eval/b/predictions.parquet"],
         "variants": "results/variants/variants.parquet",
         "reference": "results/targets/spliceai/scores.parquet",
     }
-    fold = EN.ensemble_inputs(config, "outer__fold2", "results/variants/variants.parquet")
-    assert fold["predictions"] == ["results/eval/ens__fold2/predictions.parquet",
-                                   "results/eval/a__fold2/predictions.parquet"]
+    fold = PLAN.ensemble_inputs(config, "outer__fold2", "results/variants/variants.parquet")
+    assert fold["predictions"] == [
+        "results/eval/ens__fold2/predictions.parquet",
+        "results/eval/a__fold2/predictions.parquet",
+    ]
     assert fold["variants"] == "results/crossval/fold2/variants.parquet"
     with pytest.raises(ValueError, match=r"experiment 'bad': members \['nope'\] are not configured"):
         EN.ensemble_for("bad", config)
@@ -154,11 +191,12 @@ def test_identical_members_give_the_member_itself(tmp_path, files):
 
     cfg = EN.EnsembleConfig(("a", "b"), "mean")
     out = tmp_path / "ens"
-    result = EN.evaluate_ensemble_files(paths, variants_path, scores_path, out / "predictions.parquet",
-                                        out / "metrics.json", "ens", cfg, FAST)
+    result = EN.evaluate_ensemble_files(
+        paths, variants_path, scores_path, out / "predictions.parquet", out / "metrics.json", "ens", cfg, FAST
+    )
     pred = pd.read_parquet(out / "predictions.parquet")
-    assert list(pred.columns[:7]) == [*E.VARIANT_COLUMNS, "score"]
-    pd.testing.assert_frame_equal(pred[list(E.VARIANT_COLUMNS)], member[list(E.VARIANT_COLUMNS)])
+    assert list(pred.columns[:7]) == [*EP.VARIANT_COLUMNS, "score"]
+    pd.testing.assert_frame_equal(pred[list(EP.VARIANT_COLUMNS)], member[list(EP.VARIANT_COLUMNS)])
     assert np.array_equal(pred["score"], member["score"])
     for c in E.DS_COLUMNS:
         assert np.array_equal(pred[f"pred_{c}"], member[f"pred_{c}"])
@@ -172,12 +210,17 @@ def test_identical_members_give_the_member_itself(tmp_path, files):
     assert written["metrics"]["roc_auc"]["estimate"] > 0.6 and written["correlation"]["max"]["estimate"] > 0.5
     assert written["comparison"]["reference"] == "spliceai" and written["comparison"]["n"] > 0
     assert (written["kind"], written["task"], written["members"], written["combine"]) == (
-        "ensemble", "ensemble", ["a", "b"], "mean")
+        "ensemble",
+        "ensemble",
+        ["a", "b"],
+        "mean",
+    )
 
     # rank_mean: a monotone transform of the same scores -> same AUCs and the same calls (other threshold)
     ranked = EN.ensemble_predictions({"a": member, "b": member}, EN.EnsembleConfig(("a", "b"), "rank_mean"))
-    rank_metrics = E.evaluate_predictions(ranked, FAST, "r", "ensemble", E.reference_table(variants, scores),
-                                          FAST.reference)
+    rank_metrics = E.evaluate_predictions(
+        ranked, FAST, "r", "ensemble", E.reference_table(variants, scores), FAST.reference
+    )
     for key in ("roc_auc", "pr_auc", "at_val_threshold"):
         assert rank_metrics["metrics"][key] == result["metrics"][key], key
     assert rank_metrics["threshold"]["threshold"] != result["threshold"]["threshold"]
@@ -219,8 +262,10 @@ def test_stack_learns_which_member_informs():
     variants = make_variants(600, 1)
     rng = np.random.default_rng(5)
     y = (variants["label"].to_numpy() == 1).astype(float)
-    tables = {"good": binary_member(variants, y + rng.normal(size=len(y))),
-              "noise": binary_member(variants, rng.normal(size=len(y)))}
+    tables = {
+        "good": binary_member(variants, y + rng.normal(size=len(y))),
+        "noise": binary_member(variants, rng.normal(size=len(y))),
+    }
     cfg = EN.EnsembleConfig(("good", "noise"), "stack")
     pred, info = EN.build_ensemble(tables, cfg)
     assert info["coefficients"]["good"] > 5 * abs(info["coefficients"]["noise"])
@@ -298,8 +343,11 @@ def test_members_on_different_variants_are_an_error(tmp_path, files):
     a = delta_member(variants, scores, seed=1)
     b = delta_member(variants, scores, seed=2)
     cfg = EN.EnsembleConfig(("a", "b"))
-    with pytest.raises(ValueError, match=rf"ensemble members 'a' \({len(a)} variants\) and 'b' \({len(a) - 3} "
-                                         r"variants\) cover different variants: 3 only in 'a', 0 only in 'b'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"ensemble members 'a' \({len(a)} variants\) and 'b' \({len(a) - 3} "
+        r"variants\) cover different variants: 3 only in 'a', 0 only in 'b'",
+    ):
         EN.ensemble_predictions({"a": a, "b": b.iloc[3:]}, cfg)
     moved = b.copy()
     moved.loc[moved["split"] == "val", "split"] = "test"
@@ -315,10 +363,21 @@ def test_members_on_different_variants_are_an_error(tmp_path, files):
     stale.loc[stale["split"] == "train", "split"] = "val"
     E.write_parquet(stale, tmp_path / "stale.parquet")
     n_train = int((variants["split"] == "train").sum())
-    with pytest.raises(ValueError, match=rf"ens: member predictions cover {len(a)} variants but .*stale.parquet has "
-                                         rf"{len(a) + n_train} validation/test variants \({n_train} missing"):
-        EN.evaluate_ensemble_files(paths, tmp_path / "stale.parquet", scores_path, tmp_path / "p.parquet",
-                                   tmp_path / "m.json", "ens", cfg, FAST)
+    with pytest.raises(
+        ValueError,
+        match=rf"ens: member predictions cover {len(a)} variants but .*stale.parquet has "
+        rf"{len(a) + n_train} validation/test variants \({n_train} missing",
+    ):
+        EN.evaluate_ensemble_files(
+            paths,
+            tmp_path / "stale.parquet",
+            scores_path,
+            tmp_path / "p.parquet",
+            tmp_path / "m.json",
+            "ens",
+            cfg,
+            FAST,
+        )
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "m.json").exists()
 
 
@@ -347,12 +406,16 @@ def test_quantile_ensemble_averages_the_quantiles_and_reports_coverage(tmp_path,
         assert (table[f"pred_{c}_q0.1"] <= table[f"pred_{c}_q0.9"]).all()
     paths = write_members(tmp_path, {"narrow": narrow, "wide": wide})
     cfg = E.EvalConfig.from_dict({"bootstrap_n": 50})
-    result = EN.evaluate_ensemble_files(paths, variants_path, scores_path, tmp_path / "p.parquet",
-                                        tmp_path / "m.json", "qens", config, cfg)
-    coverage = {name: E.quantile_metrics(E._labelled(t, "test"), cfg)["coverage"]["estimate"]
-                for name, t in (("narrow", narrow), ("wide", wide))}
+    result = EN.evaluate_ensemble_files(
+        paths, variants_path, scores_path, tmp_path / "p.parquet", tmp_path / "m.json", "qens", config, cfg
+    )
+    coverage = {
+        name: ET.quantile_metrics(E.labelled_rows(t, "test"), cfg)["coverage"]["estimate"]
+        for name, t in (("narrow", narrow), ("wide", wide))
+    }
     assert coverage["narrow"] <= result["quantile"]["coverage"]["estimate"] <= coverage["wide"]
     # members without the same quantile columns give no quantile ensemble
-    plain = EN.ensemble_predictions({"narrow": narrow, "delta": delta_member(variants, scores, 3)},
-                                    EN.EnsembleConfig(members=("narrow", "delta")))
+    plain = EN.ensemble_predictions(
+        {"narrow": narrow, "delta": delta_member(variants, scores, 3)}, EN.EnsembleConfig(members=("narrow", "delta"))
+    )
     assert not [c for c in plain.columns if "_q" in c]

@@ -8,8 +8,10 @@ import hashlib
 import http.server
 import logging
 import os
+import subprocess
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pysam
 import pytest
@@ -35,9 +37,9 @@ PUBLIC_BODY = b"public data\n" * 1000
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves /public, /secret (needs the bearer token), /redirect -> /secret (same host), 404 otherwise."""
 
-    seen_auth: list = []
+    seen_auth: ClassVar[list] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         type(self).seen_auth.append(self.headers.get("Authorization"))
         if self.path == "/public":
             self._send(200, PUBLIC_BODY)
@@ -145,7 +147,9 @@ def test_http_download_with_token(tmp_path: Path, server: str, monkeypatch, capl
     fetch_file(f"{server}/redirect", tmp_path / "again.tsv", token_env="MS_TEST_TOKEN")
     assert _Handler.seen_auth[-2:] == [f"Bearer {TOKEN}", f"Bearer {TOKEN}"]
     # a redirect to another host does not carry the token on
-    assert fetch_file(f"{server}/redirect-other-host", tmp_path / "p.txt", token_env="MS_TEST_TOKEN") == _sha(PUBLIC_BODY)
+    assert fetch_file(f"{server}/redirect-other-host", tmp_path / "p.txt", token_env="MS_TEST_TOKEN") == _sha(
+        PUBLIC_BODY
+    )
     assert _Handler.seen_auth[-2:] == [f"Bearer {TOKEN}", None]
     assert digest in caplog.text
     assert TOKEN not in caplog.text
@@ -283,7 +287,7 @@ def test_prepare_fasta_from_url(tmp_path: Path, monkeypatch) -> None:
     body = gzip.compress(FASTA.encode())
 
     class FastaHandler(_Handler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._send(200, body) if self.path == "/g.fa.gz" else self._send(404, b"")
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FastaHandler)
@@ -320,8 +324,7 @@ def test_prepare_fasta_bad_inputs(tmp_path: Path) -> None:
 def test_prepare_annotation(tmp_path: Path) -> None:
     table = tmp_path / "ann.tsv"
     table.write_text(
-        "#NAME\tCHROM\tSTRAND\tTX_START\tTX_END\tEXON_START\tEXON_END\n"
-        "G1\tchr1\t+\t99\t500\t99,300,\t200,500,\n"
+        "#NAME\tCHROM\tSTRAND\tTX_START\tTX_END\tEXON_START\tEXON_END\nG1\tchr1\t+\t99\t500\t99,300,\t200,500,\n"
     )
     dest = tmp_path / "res" / "ann.tsv"
     assert prepare_annotation(table, dest) == _sha(table.read_bytes())
@@ -376,7 +379,7 @@ def test_rule_helpers(tmp_path: Path) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _dry_run(tmp_path: Path, splicevardb: dict) -> "subprocess.CompletedProcess[str]":
+def _dry_run(tmp_path: Path, splicevardb: dict) -> subprocess.CompletedProcess[str]:
     """`snakemake -n` of the fetch rules with the given SpliceVarDB source, in a temporary folder."""
     import subprocess
     import sys
@@ -399,9 +402,7 @@ def _dry_run(tmp_path: Path, splicevardb: dict) -> "subprocess.CompletedProcess[
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(
-        f'configfile: "{tmp_path}/config.yaml"\n'
-        f'include: "{ROOT}/rules/common.smk"\n'
-        f'include: "{ROOT}/rules/fetch.smk"\n'
+        f'configfile: "{tmp_path}/config.yaml"\ninclude: "{ROOT}/rules/common.smk"\ninclude: "{ROOT}/rules/fetch.smk"\n'
     )
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")]
     cmd += ["--directory", str(tmp_path / "run"), "resources/splicevardb/splicevardb.tsv"]

@@ -31,7 +31,7 @@ def tiny_bert(tmp_path_factory):
 
 # A HyenaDNA-shaped model with its own code (trust_remote_code): backbone.{embeddings, layers, ln_f},
 # forward without attention_mask, a slow character tokenizer that appends [SEP] only.
-REMOTE_CONFIG = '''
+REMOTE_CONFIG = """
 from transformers import PretrainedConfig
 
 class TinyHyenaConfig(PretrainedConfig):
@@ -39,8 +39,8 @@ class TinyHyenaConfig(PretrainedConfig):
     def __init__(self, d_model=16, n_layer=3, vocab_size=12, **kwargs):
         self.d_model, self.n_layer, self.vocab_size = d_model, n_layer, vocab_size
         super().__init__(**kwargs)
-'''
-REMOTE_MODEL = '''
+"""
+REMOTE_MODEL = """
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -78,8 +78,8 @@ class TinyHyenaModel(PreTrainedModel):
         pass
     def forward(self, input_ids, inputs_embeds=None, output_hidden_states=None, return_dict=None):
         return BaseModelOutputWithNoAttention(last_hidden_state=self.backbone(input_ids))
-'''
-REMOTE_TOKENIZER = '''
+"""
+REMOTE_TOKENIZER = """
 from transformers.tokenization_utils import AddedToken, PreTrainedTokenizer
 
 class CharTokenizer(PreTrainedTokenizer):
@@ -112,7 +112,7 @@ class CharTokenizer(PreTrainedTokenizer):
         return [0] * len(token_ids_0) + [1]
     def save_vocabulary(self, save_directory, filename_prefix=None):
         return ()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +141,25 @@ UNKNOWN_SEP_TOKENIZER = HYENA_VOCAB_TOKENIZER.replace('"[SEP]": 1,', '"[SEPARATO
 def hyena_vocab_models(tmp_path_factory, remote_code_model):
     """Snapshots of the HyenaDNA-shaped model with HyenaDNA's get_vocab() behaviour: {"hyena": ..., "unknown": ...}
     (inside remote_code_model's temporary modules cache)."""
-    return {key: _write_remote_code_model(tmp_path_factory, text, f"tinyhyena_{key}")
-            for key, text in [("hyena", HYENA_VOCAB_TOKENIZER), ("unknown", UNKNOWN_SEP_TOKENIZER)]}
+    return {
+        key: _write_remote_code_model(tmp_path_factory, text, f"tinyhyena_{key}")
+        for key, text in [("hyena", HYENA_VOCAB_TOKENIZER), ("unknown", UNKNOWN_SEP_TOKENIZER)]
+    }
 
 
 def _write_remote_code_model(tmp_path_factory, tokenizer: str = REMOTE_TOKENIZER, name: str = "tinyhyena") -> str:
     src = tmp_path_factory.mktemp("remote_src")
     out = tmp_path_factory.mktemp("remote") / name
-    for name, text in [("configuration_tinyhyena.py", REMOTE_CONFIG), ("modeling_tinyhyena.py", REMOTE_MODEL),
-                       ("tokenization_tinyhyena.py", tokenizer), ("__init__.py", "")]:
+    for name, text in [
+        ("configuration_tinyhyena.py", REMOTE_CONFIG),
+        ("modeling_tinyhyena.py", REMOTE_MODEL),
+        ("tokenization_tinyhyena.py", tokenizer),
+        ("__init__.py", ""),
+    ]:
         (src / name).write_text(textwrap.dedent(text))
-    spec = importlib.util.spec_from_file_location("tinyhyena_pkg", src / "__init__.py",
-                                                  submodule_search_locations=[str(src)])
+    spec = importlib.util.spec_from_file_location(
+        "tinyhyena_pkg", src / "__init__.py", submodule_search_locations=[str(src)]
+    )
     package = importlib.util.module_from_spec(spec)
     sys.modules["tinyhyena_pkg"] = package
     spec.loader.exec_module(package)
@@ -163,10 +170,15 @@ def _write_remote_code_model(tmp_path_factory, tokenizer: str = REMOTE_TOKENIZER
     torch.manual_seed(0)
     modeling.TinyHyenaModel(configuration.TinyHyenaConfig()).save_pretrained(out)
     (out / "tokenization_tinyhyena.py").write_text(textwrap.dedent(tokenizer))
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CharTokenizer", "model_max_length": 4096,
-        "auto_map": {"AutoTokenizer": ["tokenization_tinyhyena.CharTokenizer", None]},
-    }))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CharTokenizer",
+                "model_max_length": 4096,
+                "auto_map": {"AutoTokenizer": ["tokenization_tinyhyena.CharTokenizer", None]},
+            }
+        )
+    )
     return str(out)
 
 
@@ -182,21 +194,47 @@ def toy_batch(n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, t
     delta = np.zeros((n, 4), np.float32)
     delta[label == 1, 2] = 0.8  # DS_DG
     delta[label == 1, 3] = rng.uniform(0, 0.3, (label == 1).sum())  # DS_DL
-    return (torch.from_numpy(ref), torch.from_numpy(alt), torch.from_numpy(delta),
-            torch.from_numpy(label.astype(np.float32))[:, None])
+    return (
+        torch.from_numpy(ref),
+        torch.from_numpy(alt),
+        torch.from_numpy(delta),
+        torch.from_numpy(label.astype(np.float32))[:, None],
+    )
 
 
 MODELS = {
     "cnn_delta": ("gated_cnn", {"task": "delta", "context": CONTEXT, "hidden": 16, "layers": 2, "dropout": 0.0}),
     "cnn_binary": ("gated_cnn", {"task": "binary", "context": CONTEXT, "hidden": 16, "layers": 2, "dropout": 0.0}),
-    "long_cnn_delta": ("long_cnn", {"context": CONTEXT, "hidden": 16, "layers": 4, "dropout": 0.0,
-                                    "dilation_cycle": [1, 2, 4, 8]}),
-    "hf_frozen_delta": ("hf_encoder", {"task": "delta", "context": CONTEXT, "finetune_layers": 0,
-                                       "head_hidden": 32, "dropout": 0.0}),
-    "hf_finetune_binary": ("hf_encoder", {"task": "binary", "context": CONTEXT, "finetune_layers": 1,
-                                          "encoder_lr_scale": 0.5, "head_hidden": 32, "dropout": 0.0}),
-    "remote_finetune_delta": ("hf_encoder", {"task": "delta", "context": CONTEXT, "finetune_layers": 2,
-                                             "trust_remote_code": True, "head_hidden": 32, "dropout": 0.0}),
+    "long_cnn_delta": (
+        "long_cnn",
+        {"context": CONTEXT, "hidden": 16, "layers": 4, "dropout": 0.0, "dilation_cycle": [1, 2, 4, 8]},
+    ),
+    "hf_frozen_delta": (
+        "hf_encoder",
+        {"task": "delta", "context": CONTEXT, "finetune_layers": 0, "head_hidden": 32, "dropout": 0.0},
+    ),
+    "hf_finetune_binary": (
+        "hf_encoder",
+        {
+            "task": "binary",
+            "context": CONTEXT,
+            "finetune_layers": 1,
+            "encoder_lr_scale": 0.5,
+            "head_hidden": 32,
+            "dropout": 0.0,
+        },
+    ),
+    "remote_finetune_delta": (
+        "hf_encoder",
+        {
+            "task": "delta",
+            "context": CONTEXT,
+            "finetune_layers": 2,
+            "trust_remote_code": True,
+            "head_hidden": 32,
+            "dropout": 0.0,
+        },
+    ),
 }
 
 
@@ -214,8 +252,11 @@ def test_model_trains_and_round_trips(key, tiny_bert, remote_code_model, tmp_pat
     model = make(key, tiny_bert, remote_code_model)
     ref, alt, delta, label = toy_batch()
     y = label if model.config.task == "binary" else delta
-    loss_fn = (torch.nn.functional.binary_cross_entropy_with_logits if model.config.task == "binary"
-               else lambda out, t: torch.nn.functional.mse_loss(torch.sigmoid(out), t))
+    loss_fn = (
+        torch.nn.functional.binary_cross_entropy_with_logits
+        if model.config.task == "binary"
+        else lambda out, t: torch.nn.functional.mse_loss(torch.sigmoid(out), t)
+    )
     optimizer = torch.optim.AdamW([g for g in model.param_groups(3e-3) if g["params"]])
     losses = []
     for _ in range(25):
@@ -260,13 +301,16 @@ def test_long_cnn_receptive_field_covers_2001():
     assert cfg.receptive_field >= 2001
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"task": "regression"}, "unknown task 'regression'; known tasks: delta, binary"),
-    ({"targets": ["DS_XX"]}, "unknown delta targets"),
-    ({"kernel_size": 4}, "kernel_size must be odd"),
-    ({"hidden": 0}, "hidden must be >= 1"),
-    ({"widht": 3}, "unknown GatedCNNConfig keys \\['widht'\\]"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"task": "regression"}, "unknown task 'regression'; known tasks: delta, binary"),
+        ({"targets": ["DS_XX"]}, "unknown delta targets"),
+        ({"kernel_size": 4}, "kernel_size must be odd"),
+        ({"hidden": 0}, "hidden must be >= 1"),
+        ({"widht": 3}, "unknown GatedCNNConfig keys \\['widht'\\]"),
+    ],
+)
 def test_bad_model_config(values, message):
     with pytest.raises(ValueError, match=message):
         model_config("gated_cnn", values)
@@ -375,8 +419,9 @@ def test_hf_load_failures_are_errors(tmp_path):
 def test_hf_checkpoint_rebuilds_from_moved_snapshot(tiny_bert, tmp_path):
     import shutil
 
-    model = build_model("hf_encoder", model_config("hf_encoder", {"model_path": tiny_bert, "context": CONTEXT,
-                                                                  "finetune_layers": 1}))
+    model = build_model(
+        "hf_encoder", model_config("hf_encoder", {"model_path": tiny_bert, "context": CONTEXT, "finetune_layers": 1})
+    )
     save_model(tmp_path / "model.pt", model)
     moved = shutil.copytree(tiny_bert, tmp_path / "moved")
     rebuilt = load_model(tmp_path / "model.pt", model_path=str(moved))

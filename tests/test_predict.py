@@ -23,23 +23,25 @@ import pandas as pd
 import pysam
 import pytest
 import torch
+from test_spliceai_fixtures import DATA as SPLICEAI_DATA
+from test_spliceai_fixtures import GENES, spliceai_model, vcf_records  # noqa: F401
 
-from metasplice.predict import annotate as P
-from metasplice.data.annotation import RegionConfig, load_annotation
-from metasplice.cli import main as cli_main
-from metasplice.data.genome import Genome
-from metasplice.models import build_model, load_model, save_model
-from metasplice.models.registry import model_config
-from metasplice.sequences import extract_windows
+import metasplice.experiments.plan as PLAN
+import metasplice.predict.predictor as PR
 from metasplice.base_models.engine import IncrementalBackend
 from metasplice.base_models.spliceai.scoring import ScoreConfig
 from metasplice.base_models.table import score_variants
+from metasplice.cli import main as cli_main
+from metasplice.data.annotation import RegionConfig, load_annotation
+from metasplice.data.genome import Genome
+from metasplice.data.variants import PrepareConfig, SplitConfig, prepare_variants, variant_type
 from metasplice.experiments.stacking import REGIONS, StackConfig, StackedModel, build_features, fit_stacker
+from metasplice.models import build_model, load_model, save_model
+from metasplice.models.registry import model_config
+from metasplice.predict import annotate as P
+from metasplice.sequences import extract_windows
 from metasplice.training.train import classifier_score
 from metasplice.training.train import predict as model_predict
-from metasplice.data.variants import PrepareConfig, SplitConfig, _variant_type, prepare_variants
-from test_spliceai_fixtures import DATA as SPLICEAI_DATA  # noqa: F401
-from test_spliceai_fixtures import GENES, spliceai_model, vcf_records  # noqa: F401
 
 DATA = Path(__file__).resolve().parent / "data" / "predict"
 MIXED = DATA / "mixed.vcf"
@@ -49,8 +51,11 @@ CONTEXT = 101  # member window length (small: fast)
 # what every record of mixed.vcf gets: (SpliceAI entries 'ALT|GENE', MetaSplice entries, skipped rows)
 EXPECTED: dict[str, tuple[list[str], list[str], list[tuple[str, str]]]] = {
     "stk11_donor_snv": (["A|STK11"], ["A|STK11"], []),
-    "multi_allelic": (["A|STK11", "A|CBARP", "T|STK11", "T|CBARP"], ["A|STK11", "A|CBARP", "T|STK11", "T|CBARP"],
-                      [("allele", "missing ALT"), ("allele", "missing ALT")]),
+    "multi_allelic": (
+        ["A|STK11", "A|CBARP", "T|STK11", "T|CBARP"],
+        ["A|STK11", "A|CBARP", "T|STK11", "T|CBARP"],
+        [("allele", "missing ALT"), ("allele", "missing ALT")],
+    ),
     "deletion": (["T|STK11", "T|CBARP"], ["T|STK11", "T|CBARP"], []),
     "insertion": (["CA|CBARP"], ["CA|CBARP"], []),
     "mnv": (["CC|CBARP"], ["CC|CBARP"], [("SpliceAI", "mnv/complex")]),
@@ -105,13 +110,21 @@ def synthetic_training(n: int = 180, seed: int = 0) -> tuple[pd.DataFrame, pd.Da
     kinds = rng.choice(["snv", "insertion", "deletion", "mnv"], n, p=[0.7, 0.1, 0.15, 0.05])
     ref = np.where(np.isin(kinds, ["deletion", "mnv"]), "AG", "A")
     alt = np.select([kinds == "insertion", kinds == "mnv"], ["AT", "CT"], np.where(kinds == "deletion", "A", "G"))
-    variants = pd.DataFrame({
-        "variant_id": [f"v{i}" for i in range(n)], "chrom": "19", "pos": 1_000_000 + 100 * np.arange(n),
-        "ref": ref, "alt": alt, "strand": rng.choice(["+", "-"], n), "region": rng.choice(REGIONS, n),
-        "boundary_offset": rng.integers(-400, 400, n), "label": label,
-        "split": np.where(np.arange(n) < int(0.65 * n), "train", "val"),
-    })
-    variants["variant_type"] = _variant_type(variants["ref"], variants["alt"])
+    variants = pd.DataFrame(
+        {
+            "variant_id": [f"v{i}" for i in range(n)],
+            "chrom": "19",
+            "pos": 1_000_000 + 100 * np.arange(n),
+            "ref": ref,
+            "alt": alt,
+            "strand": rng.choice(["+", "-"], n),
+            "region": rng.choice(REGIONS, n),
+            "boundary_offset": rng.integers(-400, 400, n),
+            "label": label,
+            "split": np.where(np.arange(n) < int(0.65 * n), "train", "val"),
+        }
+    )
+    variants["variant_type"] = variant_type(variants["ref"], variants["alt"])
     unscored = rng.random(n) < 0.1
     ds = np.clip(rng.beta(0.5, 6, (n, 4)) + 0.4 * label[:, None] * rng.random((n, 4)), 0, 1).astype(np.float32)
     ds[unscored] = np.nan
@@ -132,13 +145,23 @@ def stacked_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("models") / "test_stack"
     variants, scores, deltas, member = synthetic_training()
     features = build_features(variants, {"spliceai": (scores, deltas)}, {"tiny": member})
-    model, importance = fit_stacker(features, variants, StackConfig(name="test_stack", members=("tiny",),
-                                                                    importance_repeats=2))
+    model, importance = fit_stacker(
+        features, variants, StackConfig(name="test_stack", members=("tiny",), importance_repeats=2)
+    )
     tiny_member(directory / "members" / "tiny.pt")
     model.member_files = {"tiny": "members/tiny.pt"}
     # as train_stacked_files records them: the base model's config entry (its runtime keys are not used)
-    model.base_models = {"spliceai": {"kind": "spliceai", "weights": [], "distance": 50, "mask": 0,
-                                      "precision": "fp32", "device": "cuda", "batch_size": 512}}
+    model.base_models = {
+        "spliceai": {
+            "kind": "spliceai",
+            "weights": [],
+            "distance": 50,
+            "mask": 0,
+            "precision": "fp32",
+            "device": "cuda",
+            "batch_size": 512,
+        }
+    }
     model.sequences = {"strand_oriented": True}
     model.save(directory, importance)
     return directory
@@ -158,9 +181,26 @@ def mixed_run(stacked_dir, tmp_path_factory) -> dict:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     out = tmp_path_factory.mktemp("mixed")
     paths = {"vcf": out / "mixed.out.vcf.gz", "tsv": out / "mixed.tsv", "skipped": out / "mixed.skipped.tsv"}
-    code, stderr = run_predict(["-I", str(MIXED), "-O", str(paths["vcf"]), "-R", str(FASTA), "-A", str(GENES),
-                                "--model", str(stacked_dir), "--tsv", str(paths["tsv"]), "--skipped",
-                                str(paths["skipped"]), "--chunk-size", "4"])
+    code, stderr = run_predict(
+        [
+            "-I",
+            str(MIXED),
+            "-O",
+            str(paths["vcf"]),
+            "-R",
+            str(FASTA),
+            "-A",
+            str(GENES),
+            "--model",
+            str(stacked_dir),
+            "--tsv",
+            str(paths["tsv"]),
+            "--skipped",
+            str(paths["skipped"]),
+            "--chunk-size",
+            "4",
+        ]
+    )
     return {**paths, "code": code, "stderr": stderr, "dir": out}
 
 
@@ -170,8 +210,11 @@ def test_every_record_written_good_ones_annotated_bad_ones_reported(mixed_run) -
     records = vcf_records(mixed_run["vcf"])
     written = [i for i in EXPECTED if i not in DROPPED]
     assert [r[2] for r in records] == written  # every record, in input order; malformed lines left out
-    source = {line.split("\t")[2]: line.split("\t") for line in MIXED.read_text().splitlines()
-              if not line.startswith("#") and len(line.split("\t")) >= 8}
+    source = {
+        line.split("\t")[2]: line.split("\t")
+        for line in MIXED.read_text().splitlines()
+        if not line.startswith("#") and len(line.split("\t")) >= 8
+    }
     skipped = pd.read_csv(mixed_run["skipped"], sep="\t", dtype=str, keep_default_na=False)
     assert list(skipped.columns) == list(P.SKIPPED_COLUMNS)
     for rec in records:
@@ -206,8 +249,11 @@ def test_output_header_and_bgzip(mixed_run, stacked_dir) -> None:
         header = str(vcf.header)
         n = sum(1 for _ in vcf)
     assert n == len(EXPECTED) - len(DROPPED)
-    info = [line for line in header.splitlines() if line.startswith("##INFO=<ID=SpliceAI") or
-            line.startswith("##INFO=<ID=MetaSplice")]
+    info = [
+        line
+        for line in header.splitlines()
+        if line.startswith("##INFO=<ID=SpliceAI") or line.startswith("##INFO=<ID=MetaSplice")
+    ]
     assert len(info) == 2 and "SpliceAIv1.3.1" in info[0] and "older annotation" not in header
     assert "test_stack" in info[1] and "ALLELE|SYMBOL|PROB" in info[1]
     with open(mixed_run["vcf"], "rb") as fh:
@@ -232,13 +278,23 @@ def direct(stacked_dir, spliceai_model) -> pd.DataFrame:
         for r in remaining:
             (rest if r[:3] in seen else batch).append(r)
             seen.add(r[:3])
-        source = pd.DataFrame({
-            "source_line": np.arange(2, len(batch) + 2), "variant_id": [f"s{i}" for i in range(len(batch))],
-            "hg19": "", "hg38": [f"19-{p}-{r}-{a}" for p, r, a, _ in batch], "gene": [g for *_, g in batch],
-            "hgvs": "", "method": "", "classification": "Splice-altering", "location": "", "doi": "",
-        })
-        variants, _, rejected = prepare_variants(source, genome, annotation,
-                                                 PrepareConfig(split=SplitConfig(test_chroms=("chr19",))))
+        source = pd.DataFrame(
+            {
+                "source_line": np.arange(2, len(batch) + 2),
+                "variant_id": [f"s{i}" for i in range(len(batch))],
+                "hg19": "",
+                "hg38": [f"19-{p}-{r}-{a}" for p, r, a, _ in batch],
+                "gene": [g for *_, g in batch],
+                "hgvs": "",
+                "method": "",
+                "classification": "Splice-altering",
+                "location": "",
+                "doi": "",
+            }
+        )
+        variants, _, rejected = prepare_variants(
+            source, genome, annotation, PrepareConfig(split=SplitConfig(test_chroms=("chr19",)))
+        )
         assert rejected.empty and list(variants["gene"]) == [g for *_, g in batch]
         tables.append(variants)
         remaining = rest
@@ -264,8 +320,13 @@ def test_probability_equals_the_stacker_on_pipeline_features(mixed_run, direct) 
     tsv["npos"] = [int(n.split(":")[0]) if n else p for n, p in zip(norm, tsv["pos"])]
     tsv["nref"] = [n.split(":")[1].split(">")[0] if n else r for n, r in zip(norm, tsv["ref"])]
     tsv["nalt"] = [n.split(">")[1] if n else a for n, a in zip(norm, tsv["alt"])]
-    merged = tsv.merge(direct, left_on=["npos", "nref", "nalt", "gene"], right_on=["pos", "ref", "alt", "gene"],
-                       suffixes=("", "_direct"), validate="one_to_one")
+    merged = tsv.merge(
+        direct,
+        left_on=["npos", "nref", "nalt", "gene"],
+        right_on=["pos", "ref", "alt", "gene"],
+        suffixes=("", "_direct"),
+        validate="one_to_one",
+    )
     assert len(merged) == len(tsv) == len(direct) == 12
     assert (tsv["normalised"].fillna("") != "").sum() == 1  # GT>GAT is scored as the insertion G>GA
     np.testing.assert_allclose(merged["probability"], merged["probability_direct"], rtol=0, atol=1e-6)
@@ -285,15 +346,35 @@ def test_probability_equals_the_stacker_on_pipeline_features(mixed_run, direct) 
 
 
 def test_spliceai_field_equals_the_spliceai_command(mixed_run, tmp_path) -> None:
-    parseable = [line for line in MIXED.read_text().splitlines() if not line.startswith("#") and
-                 len(line.split("\t")) >= 8 and line.split("\t")[1].isdigit() and "<" not in line]
-    header = "".join(line + "\n" for line in MIXED.read_text().splitlines() if line.startswith("#") and
-                     "ID=SpliceAI" not in line)
+    parseable = [
+        line
+        for line in MIXED.read_text().splitlines()
+        if not line.startswith("#") and len(line.split("\t")) >= 8 and line.split("\t")[1].isdigit() and "<" not in line
+    ]
+    header = "".join(
+        line + "\n" for line in MIXED.read_text().splitlines() if line.startswith("#") and "ID=SpliceAI" not in line
+    )
     vcf = tmp_path / "in.vcf"
-    vcf.write_text(header + "".join("\t".join(line.split("\t")[:7] + ["."]) + "\n" for line in parseable))
+    vcf.write_text(header + "".join("\t".join([*line.split("\t")[:7], "."]) + "\n" for line in parseable))
     out = tmp_path / "spliceai.vcf"
-    code = cli_main(["spliceai", "-I", str(vcf), "-O", str(out), "-R", str(FASTA), "-A", str(GENES), "-D", "50",
-                     "--device", "cpu", "--no-progress"])
+    code = cli_main(
+        [
+            "spliceai",
+            "-I",
+            str(vcf),
+            "-O",
+            str(out),
+            "-R",
+            str(FASTA),
+            "-A",
+            str(GENES),
+            "-D",
+            "50",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     official = {r[2]: info_field(r[7], "SpliceAI") for r in vcf_records(out)}
     ours = {r[2]: info_field(r[7], "SpliceAI") for r in vcf_records(mixed_run["vcf"])}
@@ -309,8 +390,9 @@ def test_tsv_one_row_per_scored_allele_and_gene(mixed_run) -> None:
     assert {"region", *P.DS_COLUMNS, *P.DP_COLUMNS, "probability", "member_tiny"} <= set(tsv.columns)
     assert len(tsv) == sum(len(m) for _, m, _ in EXPECTED.values())
     assert tsv["probability"].between(0, 1).all()
-    assert set(tsv.loc[tsv["gene"] == "CBARP", "strand"]) == {"-"} and set(tsv.loc[tsv["gene"] == "STK11",
-                                                                                      "strand"]) == {"+"}
+    assert set(tsv.loc[tsv["gene"] == "CBARP", "strand"]) == {"-"} and set(
+        tsv.loc[tsv["gene"] == "STK11", "strand"]
+    ) == {"+"}
     snv = tsv[(tsv["alt"] == "A") & (tsv["gene"] == "STK11") & (tsv["pos"] == 1220505)].iloc[0]
     assert snv["region"] == "canonical" and snv["DS_DL"] > 0.5  # the donor's GT destroyed
     near_end = tsv[tsv["gene"] == "REEP6"].iloc[0]
@@ -322,22 +404,48 @@ def test_trained_model_directory_and_gzipped_input(tmp_path) -> None:
     model_dir = tmp_path / "quick_test"
     member = tiny_member(model_dir / "model.pt", task="delta", seed=3)
     keep = ("stk11_donor_snv", "mnv", "near_contig_end")
-    text = [line for line in MIXED.read_text().splitlines() if line.startswith("#") or
-            (len(line.split("\t")) > 2 and line.split("\t")[2] in keep)]
+    text = [
+        line
+        for line in MIXED.read_text().splitlines()
+        if line.startswith("#") or (len(line.split("\t")) > 2 and line.split("\t")[2] in keep)
+    ]
     vcf = tmp_path / "in.vcf.gz"
     with gzip.open(vcf, "wt") as fh:  # plain gzip, not bgzip
         fh.write("\n".join(text) + "\n")
     out = tmp_path / "out.vcf"
-    code, _ = run_predict(["-I", str(vcf), "-O", str(out), "-R", str(FASTA), "-A", str(GENES), "--model",
-                           str(model_dir), "-D", "10", "--tsv", str(tmp_path / "out.tsv")])
+    code, _ = run_predict(
+        [
+            "-I",
+            str(vcf),
+            "-O",
+            str(out),
+            "-R",
+            str(FASTA),
+            "-A",
+            str(GENES),
+            "--model",
+            str(model_dir),
+            "-D",
+            "10",
+            "--tsv",
+            str(tmp_path / "out.tsv"),
+        ]
+    )
     assert code == 0
     records = vcf_records(out)
     assert [r[2] for r in records] == list(keep)
     spliceai = info_field(records[0][7], "SpliceAI")
     assert len(spliceai) == 1 and all(abs(int(d)) <= 10 for d in spliceai[0].split("|")[6:])
     genome = Genome(FASTA)
-    table = pd.DataFrame({"chrom": "19", "pos": [1220505, 1228442, 1497000], "ref": ["G", "GG", "G"],
-                          "alt": ["A", "CC", "A"], "strand": ["+", "-", "+"]})
+    table = pd.DataFrame(
+        {
+            "chrom": "19",
+            "pos": [1220505, 1228442, 1497000],
+            "ref": ["G", "GG", "G"],
+            "alt": ["A", "CC", "A"],
+            "strand": ["+", "-", "+"],
+        }
+    )
     ref, alt = extract_windows(table, genome, CONTEXT, strand_oriented=True)
     expected = model_predict(member, ref, alt).max(axis=1)
     for rec, p in zip(records, expected):
@@ -368,8 +476,22 @@ def test_trained_model_uses_the_window_orientation_it_records(tmp_path) -> None:
 
 def test_stacked_model_keeps_its_base_model_settings(stacked_dir, tmp_path, caplog) -> None:
     with caplog.at_level(logging.ERROR):
-        code, _ = run_predict(["-I", str(MIXED), "-O", str(tmp_path / "o.vcf"), "-R", str(FASTA), "-A", str(GENES),
-                               "--model", str(stacked_dir), "-D", "500"])
+        code, _ = run_predict(
+            [
+                "-I",
+                str(MIXED),
+                "-O",
+                str(tmp_path / "o.vcf"),
+                "-R",
+                str(FASTA),
+                "-A",
+                str(GENES),
+                "--model",
+                str(stacked_dir),
+                "-D",
+                "500",
+            ]
+        )
     assert code == 1
     assert "distance 50" in caplog.text and "Leave --distance out" in caplog.text
     assert not (tmp_path / "o.vcf").exists()
@@ -386,8 +508,20 @@ def test_stacked_model_keeps_its_base_model_settings(stacked_dir, tmp_path, capl
 def test_missing_model_directory_names_it_and_what_to_do(tmp_path, caplog) -> None:
     missing = tmp_path / "results" / "models" / "binary_quick"
     with caplog.at_level(logging.ERROR):
-        code, _ = run_predict(["-I", str(MIXED), "-O", str(tmp_path / "o.vcf"), "-R", str(FASTA), "-A", str(GENES),
-                               "--model", str(missing)])
+        code, _ = run_predict(
+            [
+                "-I",
+                str(MIXED),
+                "-O",
+                str(tmp_path / "o.vcf"),
+                "-R",
+                str(FASTA),
+                "-A",
+                str(GENES),
+                "--model",
+                str(missing),
+            ]
+        )
     assert code == 1
     assert str(missing) in caplog.text and "results/models/binary_quick/model.pt" in caplog.text
     assert "train" in caplog.text
@@ -412,10 +546,18 @@ class _Backend:
 
 def stub_predictor(tmp_path: Path) -> P.Predictor:
     model = tiny_member(tmp_path / "stub" / "model.pt")
-    member = P.Member("stub", model, CONTEXT, "binary", ("splice_altering",), "gated_cnn")
-    base = P.BaseScorer("spliceai", dict(P.DEFAULT_SETTINGS), _Backend(), ScoreConfig(), False)
-    return P.Predictor(directory=tmp_path / "stub", name="stub", kind="trained", bases={"spliceai": base},
-                       reference="spliceai", members={"stub": member}, strand_oriented=True, regions=RegionConfig())
+    member = PR.Member("stub", model, CONTEXT, "binary", ("splice_altering",), "gated_cnn")
+    base = P.BaseScorer("spliceai", dict(PR.DEFAULT_SETTINGS), _Backend(), ScoreConfig(), False)
+    return P.Predictor(
+        directory=tmp_path / "stub",
+        name="stub",
+        kind="trained",
+        bases={"spliceai": base},
+        reference="spliceai",
+        members={"stub": member},
+        strand_oriented=True,
+        regions=RegionConfig(),
+    )
 
 
 def intergenic_vcf(path: Path, n: int, then: list[str] = ()) -> None:
@@ -424,8 +566,10 @@ def intergenic_vcf(path: Path, n: int, then: list[str] = ()) -> None:
         seq = genome.fetch("chr19", 112_000, 112_000 + 3 * n)
     alts = ["C" if seq[3 * i] != "C" else "A" for i in range(n)]
     lines = [f"19\t{112_001 + 3 * i}\tr{i}\t{seq[3 * i]}\t{alts[i]}\t.\t.\t." for i in range(n)]
-    path.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-                    + "".join(line + "\n" for line in [*lines, *then]))
+    path.write_text(
+        "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + "".join(line + "\n" for line in [*lines, *then])
+    )
 
 
 def test_failure_leaves_no_output(tmp_path) -> None:
@@ -435,16 +579,31 @@ def test_failure_leaves_no_output(tmp_path) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with Genome(FASTA) as genome, pytest.raises(RuntimeError, match="base model failed"):
-        P.predict_vcf(str(vcf), str(out_dir / "o.vcf.gz"), genome, load_annotation(GENES), stub_predictor(tmp_path),
-                      tsv_path=str(out_dir / "o.tsv"), skipped_path=str(out_dir / "s.tsv"), chunk_size=3,
-                      progress=False)
+        P.predict_vcf(
+            str(vcf),
+            str(out_dir / "o.vcf.gz"),
+            genome,
+            load_annotation(GENES),
+            stub_predictor(tmp_path),
+            tsv_path=str(out_dir / "o.tsv"),
+            skipped_path=str(out_dir / "s.tsv"),
+            chunk_size=3,
+            progress=False,
+        )
     assert list(out_dir.iterdir()) == []  # neither outputs nor temporary files
     truncated = tmp_path / "truncated.vcf.gz"
     intergenic_vcf(vcf, 2000)
     truncated.write_bytes(gzip.compress(vcf.read_bytes())[:-200])
     with Genome(FASTA) as genome, pytest.raises(ValueError, match="cannot read past line .* is the file complete"):
-        P.predict_vcf(str(truncated), str(out_dir / "o.vcf.gz"), genome, load_annotation(GENES),
-                      stub_predictor(tmp_path), skipped_path=str(out_dir / "s.tsv"), progress=False)
+        P.predict_vcf(
+            str(truncated),
+            str(out_dir / "o.vcf.gz"),
+            genome,
+            load_annotation(GENES),
+            stub_predictor(tmp_path),
+            skipped_path=str(out_dir / "s.tsv"),
+            progress=False,
+        )
     assert list(out_dir.iterdir()) == []
 
 
@@ -457,8 +616,17 @@ def test_streams_50000_records_in_bounded_memory(tmp_path, capsys) -> None:
         annotation = load_annotation(GENES)
         predictor = stub_predictor(tmp_path)
         tracemalloc.start()
-        summary = P.predict_vcf(str(vcf), str(out), genome, annotation, predictor, skipped_path=str(skipped),
-                                chunk_size=1000, progress=False, max_warnings=5)
+        summary = P.predict_vcf(
+            str(vcf),
+            str(out),
+            genome,
+            annotation,
+            predictor,
+            skipped_path=str(skipped),
+            chunk_size=1000,
+            progress=False,
+            max_warnings=5,
+        )
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert peak < 10e6, f"peak {peak / 1e6:.1f} MB"  # the input is 1.6 MB of text, ~30 MB as parsed records
@@ -478,35 +646,46 @@ def test_streams_50000_records_in_bounded_memory(tmp_path, capsys) -> None:
 
 def test_rule_targets_inputs_and_params() -> None:
     config = {
-        "experiments": {"stack": {"model": "stacked", "members": ["quick"]}, "quick": {"model": "gated_cnn"},
-                        "mean": {"model": "ensemble", "members": ["quick", "stack"]}},
+        "experiments": {
+            "stack": {"model": "stacked", "members": ["quick"]},
+            "quick": {"model": "gated_cnn"},
+            "mean": {"model": "ensemble", "members": ["quick", "stack"]},
+        },
         "base_models": {"spliceai": {"kind": "spliceai", "distance": 50, "mask": 0, "device": "cuda", "gpu": 1}},
         "sequences": {"strand_oriented": False},
         "regions": {"deep_intronic": 60},
         "predict": {"vcfs": {"clinvar": "data/clinvar.vcf.gz"}, "experiment": "stack"},
     }
-    assert P.predict_targets({}) == [] and P.predict_targets({"predict": {"vcfs": {}}}) == []
-    assert P.predict_targets(config) == ["results/predict/stack/clinvar.vcf.gz", "results/predict/stack/clinvar.tsv",
-                                         "results/predict/stack/clinvar.skipped.tsv"]
-    stacked = P.score_vcf_inputs(config, "stack", "clinvar", "g.fa", "a.tsv")
+    assert PLAN.predict_targets({}) == [] and PLAN.predict_targets({"predict": {"vcfs": {}}}) == []
+    assert PLAN.predict_targets(config) == [
+        "results/predict/stack/clinvar.vcf.gz",
+        "results/predict/stack/clinvar.tsv",
+        "results/predict/stack/clinvar.skipped.tsv",
+    ]
+    stacked = PLAN.score_vcf_inputs(config, "stack", "clinvar", "g.fa", "a.tsv")
     assert stacked["vcf"] == "data/clinvar.vcf.gz" and stacked["fai"] == "g.fa.fai"
     assert stacked["model_json"] == "results/models/stack/model.json"
     assert stacked["stacker"] == "results/models/stack/stacker.joblib"
-    assert P.score_vcf_inputs(config, "quick", "clinvar", "g.fa", "a.tsv")["model"] == "results/models/quick/model.pt"
-    params = P.score_vcf_params(config, "quick")
+    assert (
+        PLAN.score_vcf_inputs(config, "quick", "clinvar", "g.fa", "a.tsv")["model"] == "results/models/quick/model.pt"
+    )
+    params = PLAN.score_vcf_params(config, "quick")
     assert params["base"] == {"spliceai": {"kind": "spliceai", "distance": 50, "mask": 0}}  # no runtime keys
     assert params["strand_oriented"] is False and params["regions"] == {"deep_intronic": 60}
-    assert "base" not in P.score_vcf_params(config, "stack")
+    assert "base" not in PLAN.score_vcf_params(config, "stack")
     assert not {"device", "batch_size", "chunk_size"} & set(params)  # how it runs reruns nothing
-    assert P.score_vcf_runtime({**config, "predict": {"device": "cpu", "chunk_size": 10}}) == {
-        "device": "cpu", "batch_size": None, "chunk_size": 10}
+    assert PLAN.score_vcf_runtime({**config, "predict": {"device": "cpu", "chunk_size": 10}}) == {
+        "device": "cpu",
+        "batch_size": None,
+        "chunk_size": 10,
+    }
     with pytest.raises(ValueError, match="predict.experiment is empty"):
-        P.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}}})
+        PLAN.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}}})
     with pytest.raises(ValueError, match="not defined under `experiments`"):
-        P.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}, "experiment": "nope"}})
+        PLAN.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}, "experiment": "nope"}})
     with pytest.raises(ValueError, match="meta-model of kind 'ensemble'"):
-        P.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}, "experiment": "mean"}})
+        PLAN.predict_targets({**config, "predict": {"vcfs": {"x": "x.vcf"}, "experiment": "mean"}})
     with pytest.raises(ValueError, match="file names"):
-        P.predict_targets({**config, "predict": {"vcfs": {"my.vcf": "x.vcf"}, "experiment": "stack"}})
+        PLAN.predict_targets({**config, "predict": {"vcfs": {"my.vcf": "x.vcf"}, "experiment": "stack"}})
     with pytest.raises(ValueError, match="no VCF named"):
-        P.score_vcf_inputs(config, "stack", "other", "g.fa", "a.tsv")
+        PLAN.score_vcf_inputs(config, "stack", "other", "g.fa", "a.tsv")

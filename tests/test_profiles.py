@@ -27,10 +27,21 @@ REAL_RULES = {"fetch_splicevardb", "fetch_genome", "fetch_annotation", "prepare_
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """This checkout's workflow in ``workdir``, started from the repository root."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -67,7 +78,9 @@ def rules() -> set[str]:
     """Rules of this workflow (the later steps join the DAG checks once the Snakefile includes them)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--list-rules"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return set(proc.stdout.split())
@@ -82,10 +95,18 @@ def real_inputs(tmp_path_factory) -> dict:
     (workdir / "data/splicevardb.tsv").write_text("variant_id\tgene\thg19\thg38\tclassification\n")
     (workdir / "data/GRCh38.fa").write_text(">chr1\nACGTACGTAC\n")
     overrides = workdir / "paths.yaml"
-    overrides.write_text(yaml.safe_dump({"datasets": {"splicevardb_grch38": {
-        "splicevardb": {"path": "data/splicevardb.tsv"},
-        "genome": {"path": "data/GRCh38.fa"},
-    }}}))
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "splicevardb_grch38": {
+                        "splicevardb": {"path": "data/splicevardb.tsv"},
+                        "genome": {"path": "data/GRCh38.fa"},
+                    }
+                }
+            }
+        )
+    )
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     return {"workdir": workdir, "configfile": str(overrides), "config": config}
 
@@ -144,8 +165,14 @@ def test_runpod_profile(monkeypatch, tmp_path):
     assert {t.name for t in args.rerun_triggers} == {"MTIME", "INPUT", "PARAMS", "SOFTWARE_ENV"}
     assert args.cache is None and args.directory is None
     # the run directory and the between-workflow cache follow the environment
-    args = parsed_args(monkeypatch, "--workflow-profile", "profiles/runpod", METASPLICE_RUN_DIR=str(tmp_path),
-                       SNAKEMAKE_OUTPUT_CACHE=str(tmp_path / "cache"), METASPLICE_GPUS="2")
+    args = parsed_args(
+        monkeypatch,
+        "--workflow-profile",
+        "profiles/runpod",
+        METASPLICE_RUN_DIR=str(tmp_path),
+        SNAKEMAKE_OUTPUT_CACHE=str(tmp_path / "cache"),
+        METASPLICE_GPUS="2",
+    )
     assert str(args.directory) == str(tmp_path)
     assert args.cache == []  # --cache for every rule with a cache: directive
     assert value(args.resources["gpu"]) == 2
@@ -164,10 +191,17 @@ def test_slurm_profile_defaults_and_environment(monkeypatch):
     assert value(train["mem_mb"]) == 32000
 
     args = parsed_args(
-        monkeypatch, "--workflow-profile", "profiles/slurm",
-        METASPLICE_SLURM_ACCOUNT="lab42", METASPLICE_SLURM_PARTITION="all", METASPLICE_SLURM_GPU_PARTITION="gpu",
-        METASPLICE_SLURM_RUNTIME="90", METASPLICE_SLURM_TRAIN_RUNTIME="1440", METASPLICE_SLURM_GPU_MODEL="a100",
-        METASPLICE_SLURM_CPUS_PER_GPU="8", METASPLICE_SLURM_GPUS="2",
+        monkeypatch,
+        "--workflow-profile",
+        "profiles/slurm",
+        METASPLICE_SLURM_ACCOUNT="lab42",
+        METASPLICE_SLURM_PARTITION="all",
+        METASPLICE_SLURM_GPU_PARTITION="gpu",
+        METASPLICE_SLURM_RUNTIME="90",
+        METASPLICE_SLURM_TRAIN_RUNTIME="1440",
+        METASPLICE_SLURM_GPU_MODEL="a100",
+        METASPLICE_SLURM_CPUS_PER_GPU="8",
+        METASPLICE_SLURM_GPUS="2",
     )
     resources, train = args.default_resources, args.set_resources["train"]
     # string resources stay strings even when they name a Python builtin (a partition called "all")
@@ -178,8 +212,13 @@ def test_slurm_profile_defaults_and_environment(monkeypatch):
     # base-model scoring follows base_models.*.gpu (0 by default): its own partition and GPU type
     assert value(args.set_resources["base_model_scores"]["slurm_partition"]) == "all"
     assert "gpu_model" not in args.set_resources["base_model_scores"]
-    args = parsed_args(monkeypatch, "--workflow-profile", "profiles/slurm", METASPLICE_SLURM_SCORE_PARTITION="gpu",
-                       METASPLICE_SLURM_SCORE_GPU_MODEL="h100")
+    args = parsed_args(
+        monkeypatch,
+        "--workflow-profile",
+        "profiles/slurm",
+        METASPLICE_SLURM_SCORE_PARTITION="gpu",
+        METASPLICE_SLURM_SCORE_GPU_MODEL="h100",
+    )
     scoring = args.set_resources["base_model_scores"]
     assert value(scoring["slurm_partition"]) == "gpu" and value(scoring["gpu_model"]) == "h100"
     assert "slurm_partition" not in args.set_resources["train"]
@@ -197,8 +236,9 @@ def test_kubernetes_profile_gpu_handling(monkeypatch):
     assert settings["container-image"] == "registry.example/metasplice:1"
     # the plugin makes any job with a `gpu` resource a GPU job: no default gpu, vendor on the GPU rules
     assert not any(r.startswith("gpu=") for r in settings["default-resources"])
-    vendor_rules = {entry.split(":", 1)[0] for entry in settings["set-resources"]
-                    if entry.endswith(":gpu_manufacturer='nvidia'")}
+    vendor_rules = {
+        entry.split(":", 1)[0] for entry in settings["set-resources"] if entry.endswith(":gpu_manufacturer='nvidia'")
+    }
     assert {"train", "base_model_scores", "score_vcf"} <= vendor_rules
     monkeypatch.setenv("METASPLICE_K8S_GPU_VENDOR", "amd")
     with open(ROOT / "profiles/kubernetes/config.yaml") as fh:
@@ -227,10 +267,17 @@ def test_kubernetes_profile_gives_a_vendor_to_every_rule_with_a_gpu_resource(mon
     from snakemake.profiles import ProfileConfigFileParser
 
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    proc = subprocess.run([sys.executable, "-c", RULES_WITH_GPU, str(ROOT / "Snakefile"), str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, env=profile_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", RULES_WITH_GPU, str(ROOT / "Snakefile"), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=profile_env(),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    gpu_rules = {name for line in proc.stdout.splitlines() if line.startswith("GPU RULES:") for name in line.split()[2:]}
+    gpu_rules = {
+        name for line in proc.stdout.splitlines() if line.startswith("GPU RULES:") for name in line.split()[2:]
+    }
     assert {"train", "base_model_scores", "score_vcf"} <= gpu_rules, gpu_rules
 
     monkeypatch.setenv("METASPLICE_K8S_IMAGE", "registry.example/metasplice:1")
@@ -253,8 +300,12 @@ def expected_training_jobs(config: dict) -> int:
 
     demo = config.get("dataset") == "demo"
     experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]
-    members = {m for name, spec in experiments.items() if is_stacked(spec)
-               for m in StackConfig.from_spec(name, spec, demo).members}
+    members = {
+        m
+        for name, spec in experiments.items()
+        if is_stacked(spec)
+        for m in StackConfig.from_spec(name, spec, demo).members
+    }
     return len(trained_experiments(experiments)) + len(members) * OOFConfig.from_config(config).oof_folds
 
 
@@ -262,7 +313,7 @@ def check_real_dag(jobs: list[dict], config: dict, rules: set[str], gpu_key: str
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    assert REAL_RULES <= set(by_rule), sorted(by_rule)
+    assert set(by_rule) >= REAL_RULES, sorted(by_rule)
     assert "make_demo" not in by_rule  # the real dataset, not the demo
     assert len(by_rule["extract_sequences"]) == len(config["sequences"]["contexts"])
     if "train" in rules:
@@ -277,8 +328,15 @@ def check_real_dag(jobs: list[dict], config: dict, rules: set[str], gpu_key: str
 
 @pytest.mark.parametrize("flag", ["--workflow-profile", "--profile"])
 def test_runpod_plans_the_real_dag(real_inputs, rules, flag):
-    proc = snakemake(real_inputs["workdir"], "-n", flag, "profiles/runpod", "--configfile", real_inputs["configfile"],
-                     env=profile_env())
+    proc = snakemake(
+        real_inputs["workdir"],
+        "-n",
+        flag,
+        "profiles/runpod",
+        "--configfile",
+        real_inputs["configfile"],
+        env=profile_env(),
+    )
     by_rule = check_real_dag(planned_jobs(proc.stdout), real_inputs["config"], rules)
     assert "resources/genome/GRCh38.fa" in proc.stdout
     for job in by_rule.get("base_model_scores", []):
@@ -286,10 +344,23 @@ def test_runpod_plans_the_real_dag(real_inputs, rules, flag):
 
 
 def test_slurm_plans_the_real_dag(real_inputs, rules):
-    env = profile_env(METASPLICE_SLURM_PARTITION="cpu", METASPLICE_SLURM_GPU_PARTITION="gpu",
-                      METASPLICE_SLURM_GPU_MODEL="a100", METASPLICE_SLURM_ACCOUNT="lab42")
-    proc = snakemake(real_inputs["workdir"], "-n", "--workflow-profile", "profiles/slurm",
-                     "--configfile", real_inputs["configfile"], "--config", "dataset=splicevardb_grch38", env=env)
+    env = profile_env(
+        METASPLICE_SLURM_PARTITION="cpu",
+        METASPLICE_SLURM_GPU_PARTITION="gpu",
+        METASPLICE_SLURM_GPU_MODEL="a100",
+        METASPLICE_SLURM_ACCOUNT="lab42",
+    )
+    proc = snakemake(
+        real_inputs["workdir"],
+        "-n",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--configfile",
+        real_inputs["configfile"],
+        "--config",
+        "dataset=splicevardb_grch38",
+        env=env,
+    )
     by_rule = check_real_dag(planned_jobs(proc.stdout), real_inputs["config"], rules)
     for rule, jobs in by_rule.items():
         for job in jobs:
@@ -318,8 +389,18 @@ def test_a_killed_run_resumes_with_rerun_incomplete(tmp_path):
     needs `--unlock` once (the killed run's lock) and then rebuilds the file."""
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     target = "resources/demo/genome.fa"
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "1", target]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",
+        target,
+    ]
     run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     markers = tmp_path / ".snakemake/incomplete"
     deadline = time.monotonic() + 120

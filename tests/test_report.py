@@ -24,14 +24,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def _variants(n: int = 500, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     label = rng.choice([1, 0, -1], n, p=[0.45, 0.45, 0.1]).astype(np.int8)
-    return pd.DataFrame({
-        "variant_id": [f"chr1:{i}:A:G" for i in range(n)],
-        "split": rng.choice(["train", "val", "test"], n, p=[0.4, 0.25, 0.35]),
-        "label": label,
-        "classification": np.where(label == 1, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
-        "region": rng.choice(list(E.REGION_ORDER), n),
-        "variant_type": rng.choice(["snv", "insertion", "deletion"], n),
-    })
+    return pd.DataFrame(
+        {
+            "variant_id": [f"chr1:{i}:A:G" for i in range(n)],
+            "split": rng.choice(["train", "val", "test"], n, p=[0.4, 0.25, 0.35]),
+            "label": label,
+            "classification": np.where(label == 1, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
+            "region": rng.choice(list(E.REGIONS), n),
+            "variant_type": rng.choice(["snv", "insertion", "deletion"], n),
+        }
+    )
 
 
 def write_synthetic_results(root: Path) -> dict:
@@ -61,9 +63,17 @@ def write_synthetic_results(root: Path) -> dict:
         E.write_parquet(p, out / f"eval/{name}/predictions.parquet")
         E.write_json(r, out / f"eval/{name}/metrics.json")
         epochs = 4 + i
-        hist = pd.DataFrame({"epoch": np.arange(1, epochs + 1), "train_loss": np.linspace(0.7, 0.3, epochs),
-                             "val_loss": np.linspace(0.72, 0.4, epochs), "val_auroc": np.linspace(0.6, 0.8, epochs),
-                             "lr_model": 1e-3, "seconds": 1.5, "best": [False] * (epochs - 2) + [True, False]})
+        hist = pd.DataFrame(
+            {
+                "epoch": np.arange(1, epochs + 1),
+                "train_loss": np.linspace(0.7, 0.3, epochs),
+                "val_loss": np.linspace(0.72, 0.4, epochs),
+                "val_auroc": np.linspace(0.6, 0.8, epochs),
+                "lr_model": 1e-3,
+                "seconds": 1.5,
+                "best": [False] * (epochs - 2) + [True, False],
+            }
+        )
         (out / f"models/{name}").mkdir(parents=True, exist_ok=True)
         hist.to_csv(out / f"models/{name}/history.tsv", sep="\t", index=False)
     return {"variants": variants, "scores": scores}
@@ -71,10 +81,23 @@ def write_synthetic_results(root: Path) -> dict:
 
 def _entries(root: Path) -> list[Entry]:
     r = root / "results"
-    entries = [Entry(name, r / f"eval/{name}/metrics.json", r / f"eval/{name}/predictions.parquet",
-                     r / f"models/{name}/history.tsv") for name in EXPERIMENTS]
-    return entries + [Entry("spliceai (baseline)", r / "eval/baseline/spliceai/metrics.json",
-                            r / "eval/baseline/spliceai/predictions.parquet")]
+    entries = [
+        Entry(
+            name,
+            r / f"eval/{name}/metrics.json",
+            r / f"eval/{name}/predictions.parquet",
+            r / f"models/{name}/history.tsv",
+        )
+        for name in EXPERIMENTS
+    ]
+    return [
+        *entries,
+        Entry(
+            "spliceai (baseline)",
+            r / "eval/baseline/spliceai/metrics.json",
+            r / "eval/baseline/spliceai/predictions.parquet",
+        ),
+    ]
 
 
 def _assert_png(path: Path) -> None:
@@ -85,13 +108,32 @@ def _assert_png(path: Path) -> None:
 def test_report_has_every_row_and_figures(tmp_path):
     write_synthetic_results(tmp_path)
     figures = {f: tmp_path / "report" / f"{f}.png" for f in FIGURES}
-    summary = build_report(_entries(tmp_path), tmp_path / "report/summary.md", tmp_path / "report/summary.tsv",
-                           figures, tmp_path / "report/breakdowns.tsv", {"reference": "spliceai"})
+    summary = build_report(
+        _entries(tmp_path),
+        tmp_path / "report/summary.md",
+        tmp_path / "report/summary.tsv",
+        figures,
+        tmp_path / "report/breakdowns.tsv",
+        {"reference": "spliceai"},
+    )
     table = pd.read_csv(tmp_path / "report/summary.tsv", sep="\t")
     assert list(table["experiment"]) == ["spliceai (baseline)", *EXPERIMENTS]  # baseline row first
     assert len(summary) == 3
-    for col in ("experiment", "task", "correlation", "roc_auc", "roc_auc_low", "roc_auc_high", "pr_auc",
-                "pr_auc_low", "pr_auc_high", "stopped_epoch", "training_time_s", "n_test", "p_roc_auc_bootstrap"):
+    for col in (
+        "experiment",
+        "task",
+        "correlation",
+        "roc_auc",
+        "roc_auc_low",
+        "roc_auc_high",
+        "pr_auc",
+        "pr_auc_low",
+        "pr_auc_high",
+        "stopped_epoch",
+        "training_time_s",
+        "n_test",
+        "p_roc_auc_bootstrap",
+    ):
         assert col in table.columns
     rows = table.set_index("experiment")
     assert rows.loc["delta_small", "stopped_epoch"] == 4 and rows.loc["binary_small", "stopped_epoch"] == 5
@@ -118,8 +160,16 @@ def test_report_needs_rows(tmp_path):
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir),
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(workdir / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
@@ -146,7 +196,9 @@ def test_tables_target_and_html_report(tmp_path):
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\n\n\n'
         'wildcard_constraints:\n    base=r"[A-Za-z0-9_]+",\n    experiment=r"[A-Za-z0-9_.-]+",\n\n\n'
-        'VARIANTS = "results/variants/variants.parquet"\n\n\n'
+        'VARIANTS = "results/variants/variants.parquet"\n'
+        "import metasplice.experiments.plan as msplan\n"
+        "CONFIG = msplan.planned_config(config)\n\n\n"
         f'include: "{ROOT}/rules/evaluate.smk"\n\n\n'
         "rule all:\n    input:\n        rules.tables.input,\n    default_target: True\n"
     )

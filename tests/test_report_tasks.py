@@ -10,20 +10,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import metasplice.evaluation.tasks as ET
 from metasplice.evaluation import crossval as CV
-from metasplice.models import tasks as FX
 from metasplice.evaluation import evaluate as E
 from metasplice.evaluation import metrics as M
 from metasplice.evaluation import report as R
 from metasplice.evaluation.report import FIGURES, Entry, build_report
+from metasplice.models import tasks as FX
 
 FAST = E.EvalConfig(bootstrap=M.BootstrapConfig(n=100, seed=0))
 DISTANCE = 5
 QUANTILES = (0.1, 0.5, 0.9)
 CHROMS = ("chr1", "chr2", "chr3")
-HEADINGS = ("## Effect type (step 2)", "## Splice-site localisation (step 3)",
-            "## Quantile delta regression: interval calibration",
-            "## Multi-task model vs single-task models (step 4)")
+HEADINGS = (
+    "## Effect type (step 2)",
+    "## Splice-site localisation (step 3)",
+    "## Quantile delta regression: interval calibration",
+    "## Multi-task model vs single-task models (step 4)",
+)
 
 
 def make_data(n: int = 600, seed: int = 0) -> dict:
@@ -32,16 +36,18 @@ def make_data(n: int = 600, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     label = rng.choice([1, 0, -1], n, p=[0.5, 0.4, 0.1]).astype(np.int8)
     sa = label == 1
-    variants = pd.DataFrame({
-        "variant_id": [f"v{i}" for i in range(n)],
-        "chrom": rng.choice(CHROMS, n),
-        "split": rng.choice(["train", "val", "test"], n, p=[0.2, 0.35, 0.45]),
-        "label": label,
-        "classification": np.where(sa, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
-        "region": rng.choice(list(E.REGION_ORDER), n),
-        "variant_type": rng.choice(["snv", "deletion"], n),
-        "strand": rng.choice(["+", "-"], n),
-    })
+    variants = pd.DataFrame(
+        {
+            "variant_id": [f"v{i}" for i in range(n)],
+            "chrom": rng.choice(CHROMS, n),
+            "split": rng.choice(["train", "val", "test"], n, p=[0.2, 0.35, 0.45]),
+            "label": label,
+            "classification": np.where(sa, "Splice-altering", np.where(label == 0, "Normal", "Low-frequency")),
+            "region": rng.choice(list(E.REGIONS), n),
+            "variant_type": rng.choice(["snv", "deletion"], n),
+            "strand": rng.choice(["+", "-"], n),
+        }
+    )
     ds = rng.uniform(0, 0.05, (n, 4))
     dominant = rng.integers(0, 4, n)
     ds[sa, dominant[sa]] = rng.uniform(0.3, 1.0, sa.sum())
@@ -54,8 +60,7 @@ def make_data(n: int = 600, seed: int = 0) -> dict:
     for c in FX.DS_COLUMNS:
         scores[f"target_{c}"] = np.where(sa, scores[c], np.where(label == 0, 0.0, np.nan))
     classes = FX.config_effect_labels(scores, label, None)
-    offsets = FX.config_localisation_targets(scores, label, variants["strand"].to_numpy(), True,
-                                             {"distance": DISTANCE})
+    offsets = FX.config_localisation_targets(scores, label, variants["strand"].to_numpy(), True, {"distance": DISTANCE})
     return {"variants": variants, "scores": scores, "classes": classes, "offsets": offsets, "rng": rng}
 
 
@@ -92,12 +97,14 @@ def model_outputs(d: dict, task: str, skill: float) -> tuple[np.ndarray, tuple[s
     raise ValueError(task)
 
 
-def evaluate_rows(variants: pd.DataFrame, scores: pd.DataFrame, outputs: np.ndarray, names: tuple[str, ...],
-                  task: str, name: str) -> tuple[pd.DataFrame, dict]:
+def evaluate_rows(
+    variants: pd.DataFrame, scores: pd.DataFrame, outputs: np.ndarray, names: tuple[str, ...], task: str, name: str
+) -> tuple[pd.DataFrame, dict]:
     """(predictions, metrics.json content) as :func:`metasplice.evaluation.evaluate.evaluate_experiment_files` makes them."""
-    rows = E._eval_rows(variants)
-    pred = E.model_predictions(variants, outputs[rows], rows, names, task, scores if task != "binary" else None,
-                               {"distance": DISTANCE}, True)
+    rows = E.eval_rows(variants)
+    pred = E.model_predictions(
+        variants, outputs[rows], rows, names, task, scores if task != "binary" else None, {"distance": DISTANCE}, True
+    )
     extra = {"kind": "experiment", "experiment": name}
     if task == "localisation":
         return pred, E.localisation_evaluation(pred, FAST, name, extra)
@@ -125,8 +132,9 @@ def fold_files(root: Path, d: dict, task: str, name: str) -> dict:
     paths: dict = {"predictions": [], "metrics": []}
     for k, c in enumerate(CHROMS):
         split = np.where(chrom == c, "test", np.where(chrom == CHROMS[(k + 1) % 3], "val", "train"))
-        pred, metrics = evaluate_rows(d["variants"].assign(split=split), d["scores"], outputs, names, task,
-                                      f"{name}__fold{k}")
+        pred, metrics = evaluate_rows(
+            d["variants"].assign(split=split), d["scores"], outputs, names, task, f"{name}__fold{k}"
+        )
         entry = write_row(root, f"{name}__fold{k}", pred, metrics)
         paths["predictions"].append(entry.predictions)
         paths["metrics"].append(entry.metrics)
@@ -138,9 +146,16 @@ def fold_files(root: Path, d: dict, task: str, name: str) -> dict:
 def aggregate(root: Path, d: dict, task: str, name: str) -> tuple[Entry, dict]:
     paths = fold_files(root, d, task, name)
     out = root / f"eval_cv/{name}"
-    metrics = CV.aggregate_experiment_files(paths["predictions"], paths["metrics"], root / "variants.parquet",
-                                            root / "scores.parquet", out / "predictions.parquet",
-                                            out / "metrics.json", name, FAST)
+    metrics = CV.aggregate_experiment_files(
+        paths["predictions"],
+        paths["metrics"],
+        root / "variants.parquet",
+        root / "scores.parquet",
+        out / "predictions.parquet",
+        out / "metrics.json",
+        name,
+        FAST,
+    )
     return Entry(f"{name} (CV)", out / "metrics.json", out / "predictions.parquet"), metrics
 
 
@@ -157,8 +172,15 @@ def section(md: str, heading: str) -> str:
 
 def run_report(root: Path, entries: list[Entry], **kwargs) -> tuple[pd.DataFrame, str]:
     figures = {f: root / f"report/{f}.png" for f in FIGURES}
-    summary = build_report(entries, root / "report/summary.md", root / "report/summary.tsv", figures,
-                           root / "report/breakdowns.tsv", {"reference": "spliceai"}, **kwargs)
+    summary = build_report(
+        entries,
+        root / "report/summary.md",
+        root / "report/summary.tsv",
+        figures,
+        root / "report/breakdowns.tsv",
+        {"reference": "spliceai"},
+        **kwargs,
+    )
     for f in FIGURES:
         assert (root / f"report/{f}.png").read_bytes()[:4] == b"\x89PNG"
     return summary, (root / "report/summary.md").read_text()
@@ -172,8 +194,14 @@ def report(tmp_path_factory) -> dict:
     """Every task as a test-split row, localisation and effect_type also cross-validated, and the report."""
     root = tmp_path_factory.mktemp("report_tasks")
     d = make_data()
-    rows = {"binary_weak": ("binary", 0.55), "binary_strong": ("binary", 0.8), "effect": ("effect_type", 0.7),
-            "loc": ("localisation", 0.6), "quant": ("quantile", 0.7), "multi": ("multitask", 0.7)}
+    rows = {
+        "binary_weak": ("binary", 0.55),
+        "binary_strong": ("binary", 0.8),
+        "effect": ("effect_type", 0.7),
+        "loc": ("localisation", 0.6),
+        "quant": ("quantile", 0.7),
+        "multi": ("multitask", 0.7),
+    }
     entries, metrics, preds = [baseline_entry(root, d)], {}, {}
     for name, (task, skill) in rows.items():
         outputs, names = model_outputs(d, task, skill)
@@ -194,9 +222,16 @@ def report(tmp_path_factory) -> dict:
         summary, md = run_report(root, entries, tasks_tsv=root / "report/tasks.tsv")
     finally:
         R.plot_curves = original
-    return {"root": root, "data": d, "metrics": metrics, "preds": preds, "summary": summary, "md": md,
-            "curves": curves, "tasks": pd.read_csv(root / "report/tasks.tsv", sep="\t", keep_default_na=False,
-                                                   na_values=[""])}
+    return {
+        "root": root,
+        "data": d,
+        "metrics": metrics,
+        "preds": preds,
+        "summary": summary,
+        "md": md,
+        "curves": curves,
+        "tasks": pd.read_csv(root / "report/tasks.tsv", sep="\t", keep_default_na=False, na_values=[""]),
+    }
 
 
 def test_summary_has_localisation_rows_without_scores(report):
@@ -207,13 +242,16 @@ def test_summary_has_localisation_rows_without_scores(report):
     assert table.loc["loc (CV)", "evaluation"] == "cross-validation"
     # the headline task values, with their bounds, on the rows that have them
     m = report["metrics"]
-    for name, column, section, key in (("loc (CV)", "localisation_top1", "localisation", "top1"),
-                                       ("multi", "localisation_within_5", "localisation", "within_5"),
-                                       ("effect", "effect_type_macro_f1", "effect_type", "macro_f1"),
-                                       ("quant", "quantile_coverage", "quantile", "coverage")):
+    for name, column, section, key in (
+        ("loc (CV)", "localisation_top1", "localisation", "top1"),
+        ("multi", "localisation_within_5", "localisation", "within_5"),
+        ("effect", "effect_type_macro_f1", "effect_type", "macro_f1"),
+        ("quant", "quantile_coverage", "quantile", "coverage"),
+    ):
         iv = m[name][section][key]
         assert [table.loc[name, column + s] for s in ("", "_low", "_high")] == pytest.approx(
-            [iv["estimate"], iv["low"], iv["high"]])
+            [iv["estimate"], iv["low"], iv["high"]]
+        )
         assert table.loc[name, f"{section}_n"] == m[name][section]["n"]
     assert table.loc["quant", "quantile_nominal"] == pytest.approx(0.8)
     assert np.isnan(table.loc["binary_strong", "localisation_top1"]) and np.isnan(table.loc["loc", "quantile_n"])
@@ -232,12 +270,14 @@ def test_effect_type_section(report):
         fx = m[name]["effect_type"]
         assert f"| {name} | {m[name]['task']} | {fx['n']} | {iv_text(fx['macro_f1'])} |" in md
     fx = m["effect"]["effect_type"]
-    sub = md[md.index("### effect\n"):md.index("### multi\n")]
+    sub = md[md.index("### effect\n") : md.index("### multi\n")]
     for c in FX.EFFECT_CLASSES:
         cell = fx["per_class"][c]
         if cell["support"] and cell["precision"]["low"] is not None:
-            assert (f"| {c} | {cell['support']} | {iv_text(cell['precision'])} | {iv_text(cell['recall'])} | "
-                    f"{iv_text(cell['f1'])} |") in sub
+            assert (
+                f"| {c} | {cell['support']} | {iv_text(cell['precision'])} | {iv_text(cell['recall'])} | "
+                f"{iv_text(cell['f1'])} |"
+            ) in sub
     counts = fx["confusion_matrix"]["counts"]
     assert "| target / predicted | " + " | ".join(FX.EFFECT_CLASSES) + " | total |" in sub
     for c, row in zip(FX.EFFECT_CLASSES, counts):
@@ -289,15 +329,19 @@ def test_multitask_comparison(report):
     assert len(rows) == 3  # one per compared metric; no cross-validated multitask row
     auc = m["multi"]["metrics"]["roc_auc"]
     ref = m["binary_strong"]["metrics"]["roc_auc"]
-    assert rows[0] == (f"| multi | binary ROC-AUC | {iv_text(auc)} | {m['multi']['n']['test']['scored']} | "
-                       f"binary_strong | {iv_text(ref)} | {m['binary_strong']['n']['test']['scored']} | "
-                       f"{auc['estimate'] - ref['estimate']:+.3f} |")
+    assert rows[0] == (
+        f"| multi | binary ROC-AUC | {iv_text(auc)} | {m['multi']['n']['test']['scored']} | "
+        f"binary_strong | {iv_text(ref)} | {m['binary_strong']['n']['test']['scored']} | "
+        f"{auc['estimate'] - ref['estimate']:+.3f} |"
+    )
     f1, ref = m["multi"]["effect_type"]["macro_f1"], m["effect"]["effect_type"]["macro_f1"]
-    assert rows[1].startswith(f"| multi | effect-type macro-F1 | {iv_text(f1)} | {m['multi']['effect_type']['n']} | "
-                              f"effect | {iv_text(ref)} |")  # the test-split row, not the pooled one
+    assert rows[1].startswith(
+        f"| multi | effect-type macro-F1 | {iv_text(f1)} | {m['multi']['effect_type']['n']} | effect | {iv_text(ref)} |"
+    )  # the test-split row, not the pooled one
     top1, ref = m["multi"]["localisation"]["top1"], m["loc"]["localisation"]["top1"]
-    assert rows[2].endswith(f"| loc | {iv_text(ref)} | {m['loc']['localisation']['n']} | "
-                            f"{top1['estimate'] - ref['estimate']:+.3f} |")
+    assert rows[2].endswith(
+        f"| loc | {iv_text(ref)} | {m['loc']['localisation']['n']} | {top1['estimate'] - ref['estimate']:+.3f} |"
+    )
     assert report["md"].index(HEADINGS[0]) < report["md"].index(HEADINGS[1]) < report["md"].index(HEADINGS[3])
 
 
@@ -307,8 +351,9 @@ def test_task_table(report):
     assert set(tasks["experiment"]) == {"effect", "loc", "quant", "multi", "effect (CV)", "loc (CV)"}
 
     def one(experiment: str, metric: str, group: str = "") -> pd.Series:
-        hit = tasks[(tasks["experiment"] == experiment) & (tasks["metric"] == metric)
-                    & (tasks["group"].fillna("") == group)]
+        hit = tasks[
+            (tasks["experiment"] == experiment) & (tasks["metric"] == metric) & (tasks["group"].fillna("") == group)
+        ]
         assert len(hit) == 1, (experiment, metric, group)
         return hit.iloc[0]
 
@@ -337,9 +382,10 @@ def test_no_task_rows_no_task_sections(tmp_path):
         outputs, names = model_outputs(d, "binary", 0.7)
         if task == "delta":
             outputs, names = np.clip(d["scores"][list(FX.DS_COLUMNS)].to_numpy(), 0, 1), FX.DS_COLUMNS
-        rows = E._eval_rows(d["variants"])
-        pred = E.model_predictions(d["variants"], outputs[rows], rows, names, task,
-                                   d["scores"] if task == "delta" else None)
+        rows = E.eval_rows(d["variants"])
+        pred = E.model_predictions(
+            d["variants"], outputs[rows], rows, names, task, d["scores"] if task == "delta" else None
+        )
         entries.append(write_row(tmp_path, name, pred, E.evaluate_predictions(pred, FAST, name, task)))
     summary, md = run_report(tmp_path, entries, tasks_tsv=tmp_path / "report/tasks.tsv")
     assert len(summary) == 3
@@ -366,7 +412,7 @@ def test_no_task_rows_no_task_sections(tmp_path):
 
 def _pooled_test(paths: dict) -> pd.DataFrame:
     parts = [pd.read_parquet(p) for p in paths["predictions"]]
-    return pd.concat([E._labelled(p, "test").assign(fold=k) for k, p in enumerate(parts)], ignore_index=True)
+    return pd.concat([E.labelled_rows(p, "test").assign(fold=k) for k, p in enumerate(parts)], ignore_index=True)
 
 
 def test_pooled_localisation_folds(tmp_path):
@@ -380,15 +426,16 @@ def test_pooled_localisation_folds(tmp_path):
     assert sorted(written["variant_id"]) == sorted(pooled["variant_id"])  # every labelled test row once
     labelled = d["variants"]["label"].isin([0, 1])
     assert len(written) == int(labelled.sum())
-    assert metrics["n"]["test"] == E._counts(pooled) and metrics["n"]["test"]["scored"] == 0
-    expected = E.localisation_metrics(pooled, FAST)
+    assert metrics["n"]["test"] == E.label_counts(pooled) and metrics["n"]["test"]["scored"] == 0
+    expected = ET.localisation_metrics(pooled, FAST)
     on_disk = E.read_json(entry.metrics)
     for key in ("n", "top1", "top3", "within_2", "within_5"):
         assert on_disk["localisation"][key] == E._clean(expected)[key]
     target = pooled["loc_target"].to_numpy()
     ok = np.isfinite(target)
     assert on_disk["localisation"]["top1"]["estimate"] == pytest.approx(
-        np.mean(pooled["loc_top1"].to_numpy()[ok] == target[ok]))
+        np.mean(pooled["loc_top1"].to_numpy()[ok] == target[ok])
+    )
     cvm = on_disk["cross_validation"]
     assert cvm["n_folds"] == 3 and [f["fold"] for f in cvm["folds"]] == [0, 1, 2]
     tops = [f["localisation_top1"]["estimate"] for f in cvm["folds"]]
@@ -398,8 +445,9 @@ def test_pooled_localisation_folds(tmp_path):
     preds = [pd.read_parquet(p) for p in paths["predictions"]]
     _, again = CV.aggregate_folds(preds, FAST, "loc (CV)", "localisation")
     assert again["localisation"]["top1"] == on_disk["localisation"]["top1"]
-    assert [f["localisation_top1"] for f in again["cross_validation"]["folds"]] == [f["localisation_top1"]
-                                                                                  for f in cvm["folds"]]
+    assert [f["localisation_top1"] for f in again["cross_validation"]["folds"]] == [
+        f["localisation_top1"] for f in cvm["folds"]
+    ]
     with pytest.raises(ValueError, match="more than one fold"):
         CV.aggregate_folds([preds[0], preds[0]], FAST, "x", "localisation")
 
@@ -411,16 +459,17 @@ def test_pooled_effect_type_folds(tmp_path):
     # the classification metrics as before ...
     assert {"metrics", "threshold", "comparison", "breakdowns"} <= set(on_disk)
     pooled = pd.read_parquet(entry.predictions)
-    y, s = E._scored_arrays(pooled)
+    y, s = E.scored_arrays(pooled)
     assert on_disk["metrics"]["roc_auc"]["estimate"] == pytest.approx(M.roc_auc(y, s))
     # ... and the effect-type metrics of the pooled test rows next to them
     paths = {"predictions": [tmp_path / f"eval/effect__fold{k}/predictions.parquet" for k in range(3)]}
-    expected = E._clean(E.effect_type_metrics(_pooled_test(paths), FAST))
+    expected = E._clean(ET.effect_type_metrics(_pooled_test(paths), FAST))
     assert on_disk["effect_type"] == expected
     known = pooled[pooled["target_class"].notna()]
     assert on_disk["effect_type"]["n"] == len(known)
     assert np.trace(np.array(on_disk["effect_type"]["confusion_matrix"]["counts"])) == int(
-        (known["target_class"] == known["predicted_class"]).sum())
+        (known["target_class"] == known["predicted_class"]).sum()
+    )
     cvm = on_disk["cross_validation"]
     f1s = [f["effect_type_macro_f1"]["estimate"] for f in cvm["folds"]]
     assert cvm["across_folds"]["effect_type_macro_f1"]["mean"] == pytest.approx(np.mean(f1s))
@@ -454,9 +503,16 @@ def test_pooled_folds_of_an_ensemble_stay_an_ensemble(tmp_path):
         fold = E.read_json(path)
         E.write_json({**fold, "kind": "ensemble", "members": ["a", "b"], "combine": "rank_mean"}, path)
     out = tmp_path / "eval_cv/ens"
-    metrics = CV.aggregate_experiment_files(paths["predictions"], paths["metrics"], tmp_path / "variants.parquet",
-                                            tmp_path / "scores.parquet", out / "predictions.parquet",
-                                            out / "metrics.json", "ens", FAST)
+    metrics = CV.aggregate_experiment_files(
+        paths["predictions"],
+        paths["metrics"],
+        tmp_path / "variants.parquet",
+        tmp_path / "scores.parquet",
+        out / "predictions.parquet",
+        out / "metrics.json",
+        "ens",
+        FAST,
+    )
     assert (metrics["kind"], metrics["members"], metrics["combine"]) == ("ensemble", ["a", "b"], "rank_mean")
     _, plain = aggregate(tmp_path / "plain", make_data(seed=8), "binary", "plain")
     assert plain["kind"] == "experiment" and "members" not in plain

@@ -69,7 +69,9 @@ def test_not_strand_oriented_keeps_genome_orientation(genome: Genome) -> None:
     refs, alts = _windows(genome, [("chr1", 8, "GTC", "G", "-")], strand_oriented=False)
     assert (refs[0], alts[0]) == ("ACGGTCA", "ACGGAAT")
     # the strand column is not needed then
-    ref, _ = extract_windows(_table([("chr1", 8, "G", "A", "-")]).drop(columns="strand"), genome, 7, strand_oriented=False)
+    ref, _ = extract_windows(
+        _table([("chr1", 8, "G", "A", "-")]).drop(columns="strand"), genome, 7, strand_oriented=False
+    )
     assert decode(ref[0]) == "ACGGTCA"
 
 
@@ -149,10 +151,14 @@ def _naive(seq: str, pos: int, ref: str, alt: str, strand: str, length: int) -> 
 
 def test_random_variants_match_string_construction(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    contigs = {f"c{i}": "".join(rng.choice(list("ACGTN"), p=[0.24, 0.24, 0.24, 0.24, 0.04], size=size))
-               for i, size in enumerate((40, 300, 1200, 20_000))}
+    contigs = {
+        f"c{i}": "".join(rng.choice(list("ACGTN"), p=[0.24, 0.24, 0.24, 0.24, 0.04], size=size))
+        for i, size in enumerate((40, 300, 1200, 20_000))
+    }
     fa = tmp_path / "rand.fa"
-    fa.write_text("".join(f">{k}\n" + "\n".join(v[i : i + 50] for i in range(0, len(v), 50)) + "\n" for k, v in contigs.items()))
+    fa.write_text(
+        "".join(f">{k}\n" + "\n".join(v[i : i + 50] for i in range(0, len(v), 50)) + "\n" for k, v in contigs.items())
+    )
     pysam.faidx(str(fa))
     rows = []
     for i in range(430):
@@ -179,7 +185,11 @@ def test_random_variants_match_string_construction(tmp_path: Path) -> None:
         for length, gap in ((1, 100_000), (21, 100_000), (101, 100_000), (21, 0), (101, 50)):
             ref, alt = extract_windows(table, genome, length, block_gap=gap)
             for i, (chrom, pos, r, a, s) in enumerate(rows):
-                assert (decode(ref[i]), decode(alt[i])) == _naive(contigs[chrom], pos, r, a, s, length), (i, length, gap)
+                assert (decode(ref[i]), decode(alt[i])) == _naive(contigs[chrom], pos, r, a, s, length), (
+                    i,
+                    length,
+                    gap,
+                )
     assert encode("acgtn").tolist() == [0, 1, 2, 3, 4]
 
 

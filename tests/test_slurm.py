@@ -53,19 +53,33 @@ SLURM_ENV = {
 }
 # The one-node cluster has no accounting database: status through squeue, checked every second.
 FAST_STATUS = [
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "1",
-    "--seconds-between-status-checks", "1",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
     "--slurm-keep-successful-logs",
 ]
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run this checkout's workflow in ``workdir`` (from the repository root, as the README does)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 
@@ -80,13 +94,19 @@ def workflow_targets() -> list[str]:
     """TARGETS, plus the training run when this workflow trains ``TRAIN_EXPERIMENT``."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--list-rules"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rules = set(proc.stdout.split())
     config = (ROOT / "config.yaml").read_text()
     if "train" in rules and re.search(rf"^\s+{TRAIN_EXPERIMENT}:", config, re.MULTILINE):
-        return [*TARGETS, f"results/models/{TRAIN_EXPERIMENT}/model.pt", f"results/models/{TRAIN_EXPERIMENT}/history.tsv"]
+        return [
+            *TARGETS,
+            f"results/models/{TRAIN_EXPERIMENT}/model.pt",
+            f"results/models/{TRAIN_EXPERIMENT}/history.tsv",
+        ]
     return list(TARGETS)
 
 
@@ -130,7 +150,9 @@ def slurm_run(slurm_cluster, targets, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("slurm_run")
     shutil.copy(ROOT / "config.yaml", workdir / "config.yaml")
     started = time.monotonic()
-    proc = snakemake(workdir, *targets, "--workflow-profile", "profiles/slurm", *FAST_STATUS, env=clean_env(**SLURM_ENV))
+    proc = snakemake(
+        workdir, *targets, "--workflow-profile", "profiles/slurm", *FAST_STATUS, env=clean_env(**SLURM_ENV)
+    )
     log = proc.stdout + proc.stderr
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)
     jobs = {}
@@ -138,7 +160,13 @@ def slurm_run(slurm_cluster, targets, tmp_path_factory) -> dict:
         show = subprocess.run(["scontrol", "-o", "show", "job", slurm_id], capture_output=True, text=True)
         fields = dict(re.findall(r"(\w+(?:/\w+)?)=(\S*)", show.stdout))
         jobs[slurm_id] = {"log": Path(slurm_log), "scontrol": fields, "raw": show.stdout + show.stderr}
-    return {"workdir": workdir, "log": log, "jobs": jobs, "n_submitted": len(submitted), "seconds": time.monotonic() - started}
+    return {
+        "workdir": workdir,
+        "log": log,
+        "jobs": jobs,
+        "n_submitted": len(submitted),
+        "seconds": time.monotonic() - started,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +180,7 @@ def local_run(targets, tmp_path_factory) -> Path:
 
 def rule_of(slurm_log: Path) -> str:
     """Rule name from the plugin's log path .snakemake/slurm_logs/rule_<name>/[<wildcards>/]<id>.log."""
-    return next(part[len("rule_"):] for part in slurm_log.parts if part.startswith("rule_"))
+    return next(part[len("rule_") :] for part in slurm_log.parts if part.startswith("rule_"))
 
 
 def test_every_job_went_through_sbatch(slurm_run, targets):
@@ -179,7 +207,7 @@ def test_every_job_went_through_sbatch(slurm_run, targets):
 def test_profile_resources_reach_sbatch(slurm_run):
     """Partition, time limit and memory come from METASPLICE_SLURM_* through the profile; the demo's
     training job asks for no GPU because config (training.demo.gpu: 0) says so."""
-    for slurm_id, job in slurm_run["jobs"].items():
+    for _slurm_id, job in slurm_run["jobs"].items():
         fields, rule = job["scontrol"], rule_of(job["log"])
         assert fields.get("Partition") == SLURM_ENV["METASPLICE_SLURM_PARTITION"], job["raw"]
         if rule == "train":
@@ -202,7 +230,10 @@ def test_outputs_equal_a_local_run(slurm_run, local_run, targets):
             pd.read_csv(on_slurm / table, sep="\t", keep_default_na=False),
             pd.read_csv(local_run / table, sep="\t", keep_default_na=False),
         )
-    with np.load(on_slurm / "results/sequences/ctx401.npz") as a, np.load(local_run / "results/sequences/ctx401.npz") as b:
+    with (
+        np.load(on_slurm / "results/sequences/ctx401.npz") as a,
+        np.load(local_run / "results/sequences/ctx401.npz") as b,
+    ):
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"ctx401.npz[{key}]")
@@ -226,5 +257,7 @@ def test_outputs_equal_a_local_run(slurm_run, local_run, targets):
 
 def test_slurm_run_is_complete_and_resumable(slurm_run, targets):
     """A second invocation with the same profile finds nothing to do (outputs and metadata complete)."""
-    proc = snakemake(slurm_run["workdir"], *targets, "--workflow-profile", "profiles/slurm", "--dry-run", env=clean_env())
+    proc = snakemake(
+        slurm_run["workdir"], *targets, "--workflow-profile", "profiles/slurm", "--dry-run", env=clean_env()
+    )
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pysam
 import pytest
+from test_spliceai_fixtures import DATA, GENES, fixture_annotation, spliceai_model, vcf_records  # noqa: F401
 
-from metasplice.data.annotation import write_annotation
-from metasplice.cli import main as cli_main
-from metasplice.data.genome import Genome
 from metasplice.base_models.engine import IncrementalBackend
 from metasplice.base_models.spliceai.scoring import ScoreConfig, SkipReason, check_record, classify_allele, delta_scores
 from metasplice.base_models.spliceai.vcf import Record, score_records
-from test_spliceai_fixtures import DATA, GENES, fixture_annotation, spliceai_model, vcf_records  # noqa: F401
+from metasplice.cli import main as cli_main
+from metasplice.data.annotation import write_annotation
+from metasplice.data.genome import Genome
 
 HEADER = "##fileformat=VCFv4.2\n##contig=<ID=10,length=110000>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 

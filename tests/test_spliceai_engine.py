@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_spliceai_fixtures import chr10_genome, spliceai_model  # noqa: F401 (fixtures)
 
 from metasplice.base_models.engine import IncrementalBackend
 from metasplice.base_models.jobs import AltJob, Segment, alt_sequence
 from metasplice.base_models.spliceai.model import Ensemble, SpliceNet
 from metasplice.base_models.spliceai.scoring import AlleleTask, GeneInfo, ScoreConfig, format_entry, score_tasks
 from metasplice.base_models.windowed import WindowedBackend
-from test_spliceai_fixtures import chr10_genome, spliceai_model  # noqa: F401 (fixtures)
 
 
 def random_ensemble(seed: int, slope: float, groups=((11, 1), (11, 4)), members: int = 2) -> Ensemble:

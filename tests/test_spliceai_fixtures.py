@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from metasplice.data.annotation import load_annotation
-from metasplice.cli import main as cli_main
-from metasplice.data.genome import Genome
 from metasplice.base_models.engine import IncrementalBackend
 from metasplice.base_models.spliceai.model import load_spliceai_ensemble
 from metasplice.base_models.spliceai.scoring import ScoreConfig
 from metasplice.base_models.spliceai.vcf import Record, score_records
 from metasplice.base_models.windowed import WindowedBackend
+from metasplice.cli import main as cli_main
+from metasplice.data.annotation import load_annotation
+from metasplice.data.genome import Genome
 
 DATA = Path(__file__).resolve().parent / "data" / "spliceai"
 GENES = DATA / "grch37_fixture_genes.txt"  # SpliceAI's grch37 rows on the fixture contigs

@@ -16,11 +16,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_spliceai_fixtures import DATA, spliceai_model  # noqa: F401
 
-from metasplice.data.genome import Genome, encode, reverse_complement
 from metasplice.base_models.spliceai.model import official_weight_paths
 from metasplice.base_models.windowed import one_hot
-from test_spliceai_fixtures import DATA, spliceai_model  # noqa: F401
+from metasplice.data.genome import Genome, encode, reverse_complement
 
 KERAS_PREDICT = r"""
 import sys, numpy as np

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from test_spliceai_fixtures import DATA, GENES, fixture_annotation, spliceai_model, vcf_records  # noqa: F401
 
-from metasplice.data.genome import Genome
 from metasplice.base_models.engine import IncrementalBackend
 from metasplice.base_models.spliceai.scoring import ScoreConfig
 from metasplice.base_models.table import DP_COLUMNS, DS_COLUMNS, score_variants
-from test_spliceai_fixtures import DATA, GENES, fixture_annotation, spliceai_model, vcf_records  # noqa: F401
+from metasplice.data.genome import Genome
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import metasplice.experiments.plan as PLAN
 from metasplice.evaluation import evaluate as E
 from metasplice.experiments.stacking import (
     LeakageError,
@@ -36,15 +37,25 @@ def make_variants(n: int = 600, seed: int = 0) -> pd.DataFrame:
     split = np.where(chrom == "chr3", "test", np.where(np.isin(gene, [1, 4, 7]), "val", "train"))
     label = rng.integers(0, 2, n)
     label[rng.random(n) < 0.1] = -1
-    return pd.DataFrame({
-        "variant_id": [f"{c}:{p}:A:G:{i}" for i, (c, p) in enumerate(zip(chrom, pos))],
-        "chrom": chrom, "pos": pos, "ref": "A", "alt": np.where(rng.random(n) < 0.2, "AT", "G"),
-        "variant_type": "snv", "classification": np.where(label == 1, "Splice-altering", "Normal"),
-        "label": label, "split": split, "gene": [f"G{g}" for g in gene],
-        "strand": np.where(gene % 2 == 0, "+", "-"), "tx_start": tx_start, "tx_end": tx_start + 20_000,
-        "region": np.array(["exonic", "canonical", "intronic"])[rng.integers(0, 3, n)],
-        "boundary_offset": rng.integers(-300, 300, n),
-    })
+    return pd.DataFrame(
+        {
+            "variant_id": [f"{c}:{p}:A:G:{i}" for i, (c, p) in enumerate(zip(chrom, pos))],
+            "chrom": chrom,
+            "pos": pos,
+            "ref": "A",
+            "alt": np.where(rng.random(n) < 0.2, "AT", "G"),
+            "variant_type": "snv",
+            "classification": np.where(label == 1, "Splice-altering", "Normal"),
+            "label": label,
+            "split": split,
+            "gene": [f"G{g}" for g in gene],
+            "strand": np.where(gene % 2 == 0, "+", "-"),
+            "tx_start": tx_start,
+            "tx_end": tx_start + 20_000,
+            "region": np.array(["exonic", "canonical", "intronic"])[rng.integers(0, 3, n)],
+            "boundary_offset": rng.integers(-300, 300, n),
+        }
+    )
 
 
 def make_scores(variants: pd.DataFrame, seed: int = 1, skill: float = 0.3) -> tuple[pd.DataFrame, np.ndarray]:
@@ -107,11 +118,23 @@ def _oof_sources(variants: pd.DataFrame, tmp_path, k: int = 3):
     for p in paths:
         table = pd.read_parquet(p)
         rows = table["split"].isin(["val", "test"]).to_numpy()
-        oof.append((pd.DataFrame({"variant_id": table["variant_id"][rows], "split": table["split"][rows],
-                                  "score": rng.random(rows.sum())}), table, ("test",)))
+        oof.append(
+            (
+                pd.DataFrame(
+                    {
+                        "variant_id": table["variant_id"][rows],
+                        "split": table["split"][rows],
+                        "score": rng.random(rows.sum()),
+                    }
+                ),
+                table,
+                ("test",),
+            )
+        )
     rows = variants["split"].isin(["val", "test"]).to_numpy()
-    full = pd.DataFrame({"variant_id": variants["variant_id"][rows], "split": variants["split"][rows],
-                         "score": rng.random(rows.sum())})
+    full = pd.DataFrame(
+        {"variant_id": variants["variant_id"][rows], "split": variants["split"][rows], "score": rng.random(rows.sum())}
+    )
     return full, oof
 
 
@@ -122,7 +145,7 @@ def test_member_feature_takes_every_value_out_of_fold(tmp_path):
     required = np.flatnonzero(variants["label"].isin((0, 1)).to_numpy())
     value = member_feature("m", variants, [(full, variants), *oof], required)
     by_id = dict(zip(variants["variant_id"], value))
-    for pred, table, _ in oof:  # training rows: the score of the instance that held them out
+    for pred, _table, _ in oof:  # training rows: the score of the instance that held them out
         held = pred[pred["split"] == "test"]
         assert np.allclose([by_id[v] for v in held["variant_id"]], held["score"])
     for _, r in full.iterrows():  # validation and test rows: the full member
@@ -134,8 +157,13 @@ def test_leakage_guard_refuses_in_fold_member_scores(tmp_path):
     variants = make_variants()
     variants.to_parquet(tmp_path / "variants.parquet")
     full, oof = _oof_sources(variants, tmp_path)
-    leaky = pd.DataFrame({"variant_id": variants["variant_id"], "split": variants["split"],
-                          "score": variants["label"].clip(0, 1).astype(float)})  # trained on, and perfect
+    leaky = pd.DataFrame(
+        {
+            "variant_id": variants["variant_id"],
+            "split": variants["split"],
+            "score": variants["label"].clip(0, 1).astype(float),
+        }
+    )  # trained on, and perfect
     required = np.flatnonzero(variants["label"].isin((0, 1)).to_numpy())
     with pytest.raises(LeakageError, match="only have scores from a model trained on them"):
         member_feature("m", variants, [(leaky, variants)], required)
@@ -203,8 +231,9 @@ def test_learner_list_and_bad_configs():
         StackConfig.from_spec("s", {"model": "stacked", "memebers": ["a"]})
     with pytest.raises(ValueError, match="must be a list"):
         StackConfig.from_spec("s", {"model": "stacked", "members": "a"})
-    cfg = StackConfig.from_spec("s", {"model": "stacked", "learners": ["logreg"], "demo": {"importance_repeats": 2}},
-                                demo=True)
+    cfg = StackConfig.from_spec(
+        "s", {"model": "stacked", "learners": ["logreg"], "demo": {"importance_repeats": 2}}, demo=True
+    )
     assert cfg.learners == ("logreg",) and cfg.importance_repeats == 2
 
 
@@ -223,10 +252,17 @@ def test_train_and_evaluate_stacked_files(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"checkpoint")
     cfg = StackConfig(name="stacked", members=("m",), importance_repeats=2)
     out = tmp_path / "models/stacked"
-    model = train_stacked_files(cfg, tmp_path / "variants.parquet", {"spliceai": tmp_path / "scores.parquet"},
-                                {"spliceai": tmp_path / "deltas.npy"}, {"m": tmp_path / "full.parquet"},
-                                {"m": member_oof}, {"m": tmp_path / "m.pt"}, out,
-                                base_models={"spliceai": {"kind": "spliceai", "distance": 50}})
+    model = train_stacked_files(
+        cfg,
+        tmp_path / "variants.parquet",
+        {"spliceai": tmp_path / "scores.parquet"},
+        {"spliceai": tmp_path / "deltas.npy"},
+        {"m": tmp_path / "full.parquet"},
+        {"m": member_oof},
+        {"m": tmp_path / "m.pt"},
+        out,
+        base_models={"spliceai": {"kind": "spliceai", "distance": 50}},
+    )
     assert (out / "members/m.pt").read_bytes() == b"checkpoint"
     loaded = StackedModel.load(out)
     features = pd.read_parquet(out / "features.parquet")
@@ -235,8 +271,15 @@ def test_train_and_evaluate_stacked_files(tmp_path):
     assert loaded.base_models == {"spliceai": {"kind": "spliceai", "distance": 50}}
     assert loaded.member_files == {"m": "members/m.pt"}
     cfg_eval = E.EvalConfig.from_dict({"bootstrap_n": 50})
-    result = evaluate_stacked_files(out, tmp_path / "variants.parquet", tmp_path / "scores.parquet",
-                                    tmp_path / "pred.parquet", tmp_path / "metrics.json", "stacked", cfg_eval)
+    result = evaluate_stacked_files(
+        out,
+        tmp_path / "variants.parquet",
+        tmp_path / "scores.parquet",
+        tmp_path / "pred.parquet",
+        tmp_path / "metrics.json",
+        "stacked",
+        cfg_eval,
+    )
     assert result["kind"] == "stacked" and result["comparison"]["reference"] == "spliceai"
     assert result["threshold"]["chosen_on"] == "val"
     pred = pd.read_parquet(tmp_path / "pred.parquet")
@@ -244,37 +287,48 @@ def test_train_and_evaluate_stacked_files(tmp_path):
     # a stale features file (other variants) is refused
     variants.iloc[::-1].to_parquet(tmp_path / "other.parquet")
     with pytest.raises(ValueError, match="not row-aligned"):
-        evaluate_stacked_files(out, tmp_path / "other.parquet", tmp_path / "scores.parquet",
-                               tmp_path / "p2.parquet", tmp_path / "m2.json", "stacked", cfg_eval)
+        evaluate_stacked_files(
+            out,
+            tmp_path / "other.parquet",
+            tmp_path / "scores.parquet",
+            tmp_path / "p2.parquet",
+            tmp_path / "m2.json",
+            "stacked",
+            cfg_eval,
+        )
 
 
 def test_workflow_wiring_of_stacked_instances():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     config["dataset"] = "demo"
-    inputs = E.stacked_inputs(config, "stacked", "results/variants/variants.parquet")
+    inputs = PLAN.stacked_inputs(config, "stacked", "results/variants/variants.parquet")
     assert inputs["oof_predictions__binary_quick__2"] == "results/eval/binary_quick__oof2/predictions.parquet"
     assert inputs["oof_variants__binary_quick__2"] == "results/stacking/main/oof2/variants.parquet"
     assert "oof_predictions__binary_quick__3" not in inputs  # the demo uses 3 groups
     config["evaluation"] = {**config["evaluation"], "cross_validation": {"enabled": True, "n_folds": 2}}
-    fold = E.stacked_inputs(config, "stacked__fold1", "results/variants/variants.parquet")
+    fold = PLAN.stacked_inputs(config, "stacked__fold1", "results/variants/variants.parquet")
     assert fold["variants"] == "results/crossval/fold1/variants.parquet"
     assert fold["predictions__binary_quick"] == "results/eval/binary_quick__fold1/predictions.parquet"
     assert fold["oof_variants__binary_quick__0"] == "results/stacking/fold1/oof0/variants.parquet"
-    assert E.oof_scope_variants(config, "fold1", "v.parquet") == "results/crossval/fold1/variants.parquet"
-    assert E.resolve_instance(config, "binary_quick__fold1__oof2").name == "binary_quick"
-    assert E.experiment_variants(config, "binary_quick__fold1__oof2", "v") == "results/stacking/fold1/oof2/variants.parquet"
+    assert PLAN.oof_scope_variants(config, "fold1", "v.parquet") == "results/crossval/fold1/variants.parquet"
+    assert PLAN.resolve_instance(config, "binary_quick__fold1__oof2").name == "binary_quick"
+    assert (
+        PLAN.experiment_variants(config, "binary_quick__fold1__oof2", "v")
+        == "results/stacking/fold1/oof2/variants.parquet"
+    )
     with pytest.raises(ValueError, match="out-of-fold group 3 does not exist"):
-        E.experiment_variants(config, "binary_quick__oof3", "v")
-    assert "stacker" in E.evaluate_inputs(config, "stacked", "v")
+        PLAN.experiment_variants(config, "binary_quick__oof3", "v")
+    assert "stacker" in PLAN.evaluate_inputs(config, "stacked", "v")
     bad = {**config, "experiments": {**config["experiments"], "s2": {"model": "stacked", "members": ["nope"]}}}
     with pytest.raises(ValueError, match="member 'nope' is not a configured experiment"):
-        E.stacked_inputs(bad, "s2", "v")
+        PLAN.stacked_inputs(bad, "s2", "v")
     bad["experiments"]["s2"] = {"model": "stacked", "members": ["stacked"]}
     with pytest.raises(ValueError, match="members must be trained experiments"):
-        E.stacked_inputs(bad, "s2", "v")
+        PLAN.stacked_inputs(bad, "s2", "v")
     bad["experiments"]["s2"] = {"model": "stacked", "bases": ["openspliceai"]}
     with pytest.raises(ValueError, match="not configured under base_models"):
-        E.stacked_inputs(bad, "s2", "v")
+        PLAN.stacked_inputs(bad, "s2", "v")

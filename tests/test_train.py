@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
+from metasplice.experiments.plan import train_inputs
 from metasplice.experiments.registry import (
     TINY_HF_MODEL,
     experiment_for,
     experiment_from_dict,
     resolve_all,
     resolve_experiment,
-    train_inputs,
 )
 from metasplice.models import load_checkpoint, load_model, model_config
 from metasplice.models.tiny_hf import build_tiny_hf_model
@@ -59,13 +59,18 @@ def write_dataset(root: Path, n: int = 300, context: int = CONTEXT, seed: int = 
     ds[label == -1] = np.nan
     ds[np.flatnonzero(sa)[:3]] = np.nan  # label 1 not scored by the base model -> NaN target
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"sequences": root / f"ctx{context}.npz", "variants": root / "variants.parquet",
-             "scores": root / "scores.parquet"}
+    paths = {
+        "sequences": root / f"ctx{context}.npz",
+        "variants": root / "variants.parquet",
+        "scores": root / "scores.parquet",
+    }
     np.savez(paths["sequences"], ref=ref, alt=alt)
-    pd.DataFrame({"variant_id": [f"1:{i + 100}:A:G" for i in range(n)], "label": label, "split": split}) \
-        .to_parquet(paths["variants"])
-    pd.DataFrame({f"target_{t}": ds[:, i] for i, t in enumerate(("DS_AG", "DS_AL", "DS_DG", "DS_DL"))}) \
-        .to_parquet(paths["scores"])
+    pd.DataFrame({"variant_id": [f"1:{i + 100}:A:G" for i in range(n)], "label": label, "split": split}).to_parquet(
+        paths["variants"]
+    )
+    pd.DataFrame({f"target_{t}": ds[:, i] for i, t in enumerate(("DS_AG", "DS_AL", "DS_DG", "DS_DL"))}).to_parquet(
+        paths["scores"]
+    )
     return paths
 
 
@@ -76,9 +81,18 @@ def data(tmp_path_factory):
 
 def run(paths, out: Path, model_values=CNN, architecture="gated_cnn", state=True, on_epoch_end=None, **train):
     cfg = model_config(architecture, model_values)
-    summary = run_experiment(architecture, cfg, TrainConfig(**{**FAST, **train}), paths["sequences"],
-                             paths["variants"], paths["scores"], out / "model.pt", out / "history.tsv",
-                             out / "train_state.pt" if state else None, on_epoch_end)
+    summary = run_experiment(
+        architecture,
+        cfg,
+        TrainConfig(**{**FAST, **train}),
+        paths["sequences"],
+        paths["variants"],
+        paths["scores"],
+        out / "model.pt",
+        out / "history.tsv",
+        out / "train_state.pt" if state else None,
+        on_epoch_end,
+    )
     return summary, pd.read_csv(out / "history.tsv", sep="\t")
 
 
@@ -108,7 +122,12 @@ def test_training_writes_model_history_and_restores_best(data, tmp_path):
     checkpoint = load_checkpoint(tmp_path / "model.pt")
     assert checkpoint["architecture"] == "gated_cnn" and checkpoint["model_config"]["hidden"] == 8
     assert checkpoint["info"]["strand_oriented"] is True  # the windows file has no flag: strand-oriented
-    assert checkpoint["train_config"]["epochs"] == 5 and checkpoint["output_names"] == ["DS_AG", "DS_AL", "DS_DG", "DS_DL"]
+    assert checkpoint["train_config"]["epochs"] == 5 and checkpoint["output_names"] == [
+        "DS_AG",
+        "DS_AL",
+        "DS_DG",
+        "DS_DL",
+    ]
     best = int(history["val_loss"].idxmin()) + 1
     assert summary["best_epoch"] == best == checkpoint["info"]["best_epoch"]
     # the saved weights are the best epoch's: their validation loss is the history's minimum
@@ -169,6 +188,7 @@ def test_state_of_another_configuration_is_not_resumed(data, tmp_path):
 
 def test_state_of_other_data_is_not_resumed(data, tmp_path):
     """Same rows and settings, but re-scored targets (or re-extracted windows): a fresh run, not a resume."""
+
     def stop(row):
         raise Interrupt
 
@@ -186,8 +206,12 @@ def test_state_of_other_data_is_not_resumed(data, tmp_path):
         ref, alt = npz["ref"], npz["alt"]
     np.savez(tmp_path / "windows.npz", ref=ref, alt=np.where(alt == 0, 1, alt).astype(np.uint8))
     seen.clear()
-    run({**data, "sequences": tmp_path / "windows.npz"}, tmp_path / "windows", epochs=3,
-        on_epoch_end=lambda r: seen.append(r["epoch"]))
+    run(
+        {**data, "sequences": tmp_path / "windows.npz"},
+        tmp_path / "windows",
+        epochs=3,
+        on_epoch_end=lambda r: seen.append(r["epoch"]),
+    )
     assert seen == [1, 2, 3]
 
 
@@ -205,8 +229,9 @@ def test_nan_first_epoch_is_not_kept_as_best(data, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "_evaluate", first_nan)
     summary, history = run(data, tmp_path, epochs=3, early_stopping=True, patience=1)
     assert np.isnan(history["val_loss"].iloc[0]) and history["best"].iloc[1]
-    assert summary["best_epoch"] >= 2 and np.isfinite(summary["best_value"]) and not history["best"].iloc[2:].all() \
-        or summary["best_epoch"] == 3
+    assert (
+        summary["best_epoch"] >= 2 and np.isfinite(summary["best_value"]) and not history["best"].iloc[2:].all()
+    ) or summary["best_epoch"] == 3
 
 
 def test_without_restore_the_last_epoch_is_saved_and_reported(data, tmp_path):
@@ -229,8 +254,9 @@ def test_binary_training_reaches_signal(data, tmp_path):
 
 def test_per_group_learning_rates_stay_distinct(tmp_path):
     snapshot = build_tiny_hf_model(tmp_path / "tiny", hidden=16, max_length=128)
-    cfg = model_config("hf_encoder", {"model_path": str(snapshot), "context": CONTEXT, "finetune_layers": 1,
-                                      "encoder_lr_scale": 0.1})
+    cfg = model_config(
+        "hf_encoder", {"model_path": str(snapshot), "context": CONTEXT, "finetune_layers": 1, "encoder_lr_scale": 0.1}
+    )
     from metasplice.models import build_model
 
     model = build_model("hf_encoder", cfg)
@@ -252,10 +278,14 @@ def test_per_group_learning_rates_stay_distinct(tmp_path):
 
 def test_hf_experiment_trains_end_to_end(data, tmp_path):
     snapshot = build_tiny_hf_model(tmp_path / "tiny", hidden=16, max_length=128)
-    values = {"model_path": str(snapshot), "task": "binary", "context": CONTEXT, "finetune_layers": 1,
-              "head_hidden": 16}
-    summary, history = run(data, tmp_path / "run", values, "hf_encoder", epochs=2, max_samples=64,
-                           max_val_samples=40)
+    values = {
+        "model_path": str(snapshot),
+        "task": "binary",
+        "context": CONTEXT,
+        "finetune_layers": 1,
+        "head_hidden": 16,
+    }
+    summary, history = run(data, tmp_path / "run", values, "hf_encoder", epochs=2, max_samples=64, max_val_samples=40)
     assert {"lr_head", "lr_encoder"} <= set(history.columns)
     assert (history["lr_encoder"] < history["lr_head"]).all()
     model = load_model(tmp_path / "run" / "model.pt")
@@ -280,11 +310,14 @@ def test_cuda_request_without_cuda_is_an_error():
         resolve_device("cuda")
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"monitor": "val_f1"}, "unknown monitor 'val_f1'"),
-    ({"amp": "fp8"}, "unknown amp mode"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"monitor": "val_f1"}, "unknown monitor 'val_f1'"),
+        ({"amp": "fp8"}, "unknown amp mode"),
+    ],
+)
 def test_bad_train_config(values, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**values)
@@ -292,28 +325,55 @@ def test_bad_train_config(values, message):
 
 # --- experiments --------------------------------------------------------------------------------
 
+
 def test_default_experiments_resolve_real_and_demo():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     real = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001])
     demo = resolve_all(config["experiments"], config["training"], [401, 501, 1001, 2001], demo=True)
     predecessor = {
-        "quick_test", "full_dataset", "early_stopping", "hyenadna_small_frozen", "hyenadna_medium_finetune",
-        "binary_quick", "binary_full", "long_context_2k", "hyenadna_small_frozen_binary"}
+        "quick_test",
+        "full_dataset",
+        "early_stopping",
+        "hyenadna_small_frozen",
+        "hyenadna_medium_finetune",
+        "binary_quick",
+        "binary_full",
+        "long_context_2k",
+        "hyenadna_small_frozen_binary",
+    }
     wishlist = {"effect_type", "localisation", "quantile_delta.seed-1", "quantile_delta.seed-2", "multitask"}
     sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (64, 128)}
     demo_sweep = {f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)}
     assert set(real) == predecessor | wishlist | sweep and set(demo) == predecessor | wishlist | demo_sweep
-    assert {x.task for x in real.values()} == {"delta", "binary", "effect_type", "localisation", "quantile",
-                                               "multitask"}
+    assert {x.task for x in real.values()} == {
+        "delta",
+        "binary",
+        "effect_type",
+        "localisation",
+        "quantile",
+        "multitask",
+    }
     assert real["cnn_sweep.context-1001.hidden-128"].context == 1001
     q = real["quick_test"]
     assert (q.train_config.max_samples, q.train_config.epochs, q.train_config.batch_size) == (1000, 40, 32)
     f = real["full_dataset"]
-    assert (f.model_config.hidden, f.model_config.layers, f.train_config.batch_size, f.train_config.epochs,
-            f.train_config.max_samples, f.train_config.early_stopping) == (128, 6, 64, 50, None, False)
+    assert (
+        f.model_config.hidden,
+        f.model_config.layers,
+        f.train_config.batch_size,
+        f.train_config.epochs,
+        f.train_config.max_samples,
+        f.train_config.early_stopping,
+    ) == (128, 6, 64, 50, None, False)
     e = real["early_stopping"]
-    assert (e.model_config.hidden, e.model_config.layers, e.train_config.batch_size, e.train_config.epochs,
-            e.train_config.patience, e.train_config.early_stopping) == (256, 8, 128, 100, 7, True)
+    assert (
+        e.model_config.hidden,
+        e.model_config.layers,
+        e.train_config.batch_size,
+        e.train_config.epochs,
+        e.train_config.patience,
+        e.train_config.early_stopping,
+    ) == (256, 8, 128, 100, 7, True)
     m = real["hyenadna_medium_finetune"]
     assert m.model_config.model_path == "LongSafari/hyenadna-medium-160k-seqlen-hf"
     assert (m.model_config.finetune_layers, m.train_config.lr, m.model_config.encoder_lr_scale) == (2, 5e-5, 0.1)
@@ -326,7 +386,7 @@ def test_default_experiments_resolve_real_and_demo():
     hb = real["hyenadna_small_frozen_binary"]
     assert (hb.task, hb.context, hb.model_config.finetune_layers) == ("binary", 1001, 0)
     assert all(x.gpu == 1 for x in real.values()) and all(x.gpu == 0 for x in demo.values())
-    for name, x in demo.items():
+    for _name, x in demo.items():
         assert x.train_config.epochs <= (12 if x.task == "quantile" else 4) and x.train_config.max_val_samples <= 256
         if x.architecture == "hf_encoder":
             assert x.model_config.model_path == TINY_HF_MODEL and not x.model_config.trust_remote_code
@@ -351,15 +411,24 @@ def experiments(**spec):
     return {"exp": spec}
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"model": "resnet", "context": 401}, "experiment 'exp': unknown model 'resnet'; known models: gated_cnn, hf_encoder, long_cnn"),
-    ({"context": 401}, "experiment 'exp': no 'model'"),
-    ({"model": "gated_cnn", "context": 777}, "context 777 is not extracted; extracted contexts \\(sequences.contexts\\): \\[401, 1001\\]"),
-    ({"model": "hf_encoder", "context": 1001}, "experiment 'exp': model 'hf_encoder' needs model_path"),
-    ({"model": "gated_cnn", "context": 401, "hiden": 8}, "experiment 'exp': unknown keys \\['hiden'\\]"),
-    ({"model": "gated_cnn", "context": 401, "epochs": 0}, "experiment 'exp': TrainConfig.epochs must be >= 1"),
-    ({"model": "gated_cnn", "context": 401, "task": "multi"}, "experiment 'exp': unknown task 'multi'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            {"model": "resnet", "context": 401},
+            "experiment 'exp': unknown model 'resnet'; known models: gated_cnn, hf_encoder, long_cnn",
+        ),
+        ({"context": 401}, "experiment 'exp': no 'model'"),
+        (
+            {"model": "gated_cnn", "context": 777},
+            "context 777 is not extracted; extracted contexts \\(sequences.contexts\\): \\[401, 1001\\]",
+        ),
+        ({"model": "hf_encoder", "context": 1001}, "experiment 'exp': model 'hf_encoder' needs model_path"),
+        ({"model": "gated_cnn", "context": 401, "hiden": 8}, "experiment 'exp': unknown keys \\['hiden'\\]"),
+        ({"model": "gated_cnn", "context": 401, "epochs": 0}, "experiment 'exp': TrainConfig.epochs must be >= 1"),
+        ({"model": "gated_cnn", "context": 401, "task": "multi"}, "experiment 'exp': unknown task 'multi'"),
+    ],
+)
 def test_bad_experiments_fail_clearly(spec, message):
     with pytest.raises(ValueError, match=message):
         resolve_experiment("exp", experiments(**spec), {}, contexts=[401, 1001])
@@ -383,12 +452,21 @@ def test_precedence_training_experiment_demo():
 
 
 def test_train_inputs_from_pipeline_config():
-    config = {**yaml.safe_load((ROOT / "config.yaml").read_text()), "dataset": "splicevardb_grch38", "sequences": {"contexts": [401, 501, 1001, 2001]}}
+    config = {
+        **yaml.safe_load((ROOT / "config.yaml").read_text()),
+        "dataset": "splicevardb_grch38",
+        "sequences": {"contexts": [401, 501, 1001, 2001]},
+    }
     assert train_inputs(experiment_for("long_context_2k", config)) == {
-        "sequences": "results/sequences/ctx2001.npz", "variants": "results/variants/variants.parquet",
-        "scores": "results/targets/spliceai/scores.parquet"}
+        "sequences": "results/sequences/ctx2001.npz",
+        "variants": "results/variants/variants.parquet",
+        "scores": "results/targets/spliceai/scores.parquet",
+    }
     assert "scores" not in train_inputs(experiment_for("binary_quick", config))
     assert "hf_model" not in train_inputs(experiment_for("hyenadna_small_frozen", config))  # hub id
     demo = train_inputs(experiment_for("hyenadna_small_frozen_binary", {**config, "dataset": "demo"}))
-    assert demo == {"sequences": "results/sequences/ctx401.npz", "variants": "results/variants/variants.parquet",
-                    "hf_model": TINY_HF_MODEL}
+    assert demo == {
+        "sequences": "results/sequences/ctx401.npz",
+        "variants": "results/variants/variants.parquet",
+        "hf_model": TINY_HF_MODEL,
+    }

@@ -9,12 +9,11 @@ import yaml
 from metasplice.data.annotation import Annotation, load_annotation
 from metasplice.data.demo import DemoConfig, make_demo
 from metasplice.data.genome import Genome
+from metasplice.data.splits import check_group_gaps
 from metasplice.data.variants import (
-    _variant_type,
     PrepareConfig,
     SplitConfig,
     assign_splits,
-    check_group_gaps,
     coordinate_column_for,
     left_align,
     normalise_classification,
@@ -22,6 +21,7 @@ from metasplice.data.variants import (
     prepare_from_files,
     prepare_variants,
     read_splicevardb,
+    variant_type,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,9 @@ def prepare(tiny_reference, tmp_path, rows, max_ref_mismatch_fraction=0.05, **sp
 
 def test_class_spellings_are_normalised():
     got = normalise_classification(
-        pd.Series(["Splice-altering", "normal", "Low-frequency splice-altering", "Low-frequency", "Conflicting", "what"])
+        pd.Series(
+            ["Splice-altering", "normal", "Low-frequency splice-altering", "Low-frequency", "Conflicting", "what"]
+        )
     )
     assert got.tolist()[:5] == ["Splice-altering", "Normal", "Low-frequency", "Low-frequency", "Conflicting"]
     assert pd.isna(got.iloc[5])
@@ -196,8 +198,8 @@ def test_duplicates_merge_and_disagreement_becomes_conflicting(tiny_reference, t
     a = lambda p: f"1-{p}-{s1[p - 1]}-{'A' if s1[p - 1] != 'A' else 'C'}"  # noqa: E731
     # an indel written in two equivalent ways merges after normalisation
     run = next(i for i in range(3000, 8000) if s1[i] == s1[i + 1] and s1[i - 1] != s1[i])  # 0-based start of a run
-    del_right = f"1-{run + 1}-{s1[run:run + 2]}-{s1[run]}"  # anchor = first base of the run, deletes the second
-    del_left = f"1-{run}-{s1[run - 1:run + 1]}-{s1[run - 1]}"  # anchor before the run, deletes the first
+    del_right = f"1-{run + 1}-{s1[run : run + 2]}-{s1[run]}"  # anchor = first base of the run, deletes the second
+    del_left = f"1-{run}-{s1[run - 1 : run + 1]}-{s1[run - 1]}"  # anchor before the run, deletes the first
     rows = [
         ("d1", a(3000), "G1", "Splice-altering"),
         ("d2", a(3000), "G1", "Splice-altering"),
@@ -233,7 +235,9 @@ def test_split_keeps_test_chroms_and_groups_validation(tiny_reference):
         }
     )
     ann = Annotation(genes)
-    table = pd.DataFrame({"chrom": ["chr1"] * 50 + ["chr21"] * 10, "gene_row": np.r_[np.repeat(np.arange(5), 10), np.full(10, 5)]})
+    table = pd.DataFrame(
+        {"chrom": ["chr1"] * 50 + ["chr21"] * 10, "gene_row": np.r_[np.repeat(np.arange(5), 10), np.full(10, 5)]}
+    )
     for seed in range(5):
         split = assign_splits(table, ann, SplitConfig(val_fraction=0.3, seed=seed))
         assert (split[50:] == "test").all() and not (split[:50] == "test").any()
@@ -299,12 +303,23 @@ def test_ref_mismatches_above_the_limit_fail_naming_genome_build_and_column(tiny
 
 
 def test_wrong_coordinate_column_fails_before_writing_anything(tmp_path):
-    demo = make_demo(tmp_path / "demo", DemoConfig(seed=3, n_variants=400, contigs=("chr1", "chr21", "chr22"),
-                                                    genes_per_contig=1, gene_length=(8000, 12000)))
+    demo = make_demo(
+        tmp_path / "demo",
+        DemoConfig(
+            seed=3, n_variants=400, contigs=("chr1", "chr21", "chr22"), genes_per_contig=1, gene_length=(8000, 12000)
+        ),
+    )
     settings = yaml.safe_load((ROOT / "config.yaml").read_text())
     outputs = {name: tmp_path / "out" / name for name in ("variants_out", "summary_out", "rejected_out")}
-    kwargs = dict(splicevardb=demo["splicevardb"], genome=demo["genome"], annotation=demo["annotation"], build="demo",
-                  split=settings["split"], regions=settings["regions"], **outputs)
+    kwargs = dict(
+        splicevardb=demo["splicevardb"],
+        genome=demo["genome"],
+        annotation=demo["annotation"],
+        build="demo",
+        split=settings["split"],
+        regions=settings["regions"],
+        **outputs,
+    )
     # the demo's rows (with its planted REF mismatch) pass the default limit
     variants = prepare_from_files(coordinate_column="hg38", **kwargs)
     assert len(variants) > 350 and all(path.exists() for path in outputs.values())
@@ -319,8 +334,14 @@ def test_wrong_coordinate_column_fails_before_writing_anything(tmp_path):
 
 @pytest.mark.parametrize(
     ("build", "column"),
-    [("GRCh37", "hg19"), ("grch37.p13", "hg19"), ("hg19", "hg19"), ("GRCh38", "hg38"), ("hg38", "hg38"),
-     ("demo", "hg38")],
+    [
+        ("GRCh37", "hg19"),
+        ("grch37.p13", "hg19"),
+        ("hg19", "hg19"),
+        ("GRCh38", "hg38"),
+        ("hg38", "hg38"),
+        ("demo", "hg38"),
+    ],
 )
 def test_coordinate_column_follows_the_build(build, column):
     assert coordinate_column_for(build) == column
@@ -346,4 +367,4 @@ def test_variant_types_need_a_shared_anchor_base():
     """A deletion-insertion that changes its first base is not an insertion or a deletion."""
     ref = pd.Series(["A", "A", "AG", "AA", "A", "AC"])
     alt = pd.Series(["G", "AT", "A", "C", "GT", "GT"])
-    assert _variant_type(ref, alt).tolist() == ["snv", "insertion", "deletion", "mnv", "mnv", "mnv"]
+    assert variant_type(ref, alt).tolist() == ["snv", "insertion", "deletion", "mnv", "mnv", "mnv"]

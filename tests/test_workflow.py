@@ -19,7 +19,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     cmd = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -145,10 +147,17 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     import json
 
     report = (demo_run / "results/report/summary.md").read_text()
-    for heading in ("## Effect type (step 2)", "## Splice-site localisation (step 3)",
-                    "## Multi-task model vs single-task models (step 4)",
-                    "## Quantile delta regression: interval calibration", "## Ensembles", "## Sweeps",
-                    "### cnn_sweep", "### quantile_delta", "| interval coverage |"):
+    for heading in (
+        "## Effect type (step 2)",
+        "## Splice-site localisation (step 3)",
+        "## Multi-task model vs single-task models (step 4)",
+        "## Quantile delta regression: interval calibration",
+        "## Ensembles",
+        "## Sweeps",
+        "### cnn_sweep",
+        "### quantile_delta",
+        "| interval coverage |",
+    ):
         assert heading in report, heading
     summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
     sweep = [f"cnn_sweep.context-{c}.hidden-{h}" for c in (401, 1001) for h in (8, 16)]
@@ -165,7 +174,9 @@ def test_demo_report_has_a_section_for_every_wishlist_experiment(demo_run):
     assert {"effect_type", "localisation", "quantile", "multitask"} <= set(tasks["task"])
     with_ci = tasks.dropna(subset=["low", "estimate", "high"])  # undefined values and plain counts have none
     assert len(with_ci) > 20
-    assert (with_ci["low"] <= with_ci["estimate"] + 1e-12).all() and (with_ci["estimate"] <= with_ci["high"] + 1e-12).all()
+    assert (with_ci["low"] <= with_ci["estimate"] + 1e-12).all() and (
+        with_ci["estimate"] <= with_ci["high"] + 1e-12
+    ).all()
 
 
 def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
@@ -180,10 +191,18 @@ def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
     lines += [f"{r.chrom}\t{r.pos}\t{r.variant_id}\t{r.ref}\t{r.alt}\t.\t.\t." for r in picked.itertuples()]
     lines.insert(4, "chr1\tnot_a_position\tbad\tA\tG\t.\t.\t.")
     (demo_run / "user.vcf").write_text("\n".join(lines) + "\n")
-    (demo_run / "predict.yaml").write_text(yaml.safe_dump(
-        {"predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked"}}))
-    snakemake(demo_run, "results/predict/stacked/user.vcf.gz", "--cores", "2",
-              "--configfile", str(demo_run / "config.yaml"), str(demo_run / "predict.yaml"))
+    (demo_run / "predict.yaml").write_text(
+        yaml.safe_dump({"predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked"}})
+    )
+    snakemake(
+        demo_run,
+        "results/predict/stacked/user.vcf.gz",
+        "--cores",
+        "2",
+        "--configfile",
+        str(demo_run / "config.yaml"),
+        str(demo_run / "predict.yaml"),
+    )
     with gzip.open(demo_run / "results/predict/stacked/user.vcf.gz", "rt") as fh:
         records = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
     assert [r[2] for r in records] == list(picked["variant_id"])  # every good record, in order

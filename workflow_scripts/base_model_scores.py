@@ -5,12 +5,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from metasplice.data.annotation import load_annotation
-from metasplice.data.genome import Genome
-from metasplice.io import atomic_output, write_parquet
 from metasplice.base_models.backends import BaseModelSpec, EngineSpec, load_base_model, make_backend
 from metasplice.base_models.spliceai.scoring import ScoreConfig
 from metasplice.base_models.table import REQUIRED, score_variants
+from metasplice.data.annotation import load_annotation
+from metasplice.data.genome import Genome
+from metasplice.io import atomic_output, write_parquet
 from metasplice.workflow import run_logged
 
 

@@ -1,6 +1,6 @@
 """crossval_folds: variants.parquet -> one copy per fold with the fold's split column, and folds.tsv."""
 
-from metasplice.evaluation.crossval import CrossValConfig, write_fold_variants
+from metasplice.data.splits import CrossValConfig, write_fold_variants
 from metasplice.workflow import run_logged
 
 

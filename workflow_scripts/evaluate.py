@@ -11,22 +11,23 @@ from pathlib import Path
 import torch
 
 from metasplice.evaluation.crossval import aggregate_experiment_files
-from metasplice.evaluation.evaluate import EvalConfig, evaluate_experiment_files, evaluation_runtime
+from metasplice.evaluation.evaluate import EvalConfig, evaluate_experiment_files
 from metasplice.experiments.ensembles import EnsembleConfig, evaluate_ensemble_files
+from metasplice.experiments.plan import evaluation_runtime
 from metasplice.experiments.stacking import evaluate_stacked_files
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
     cfg = EvalConfig.from_dict({**sm.params.evaluation, **evaluation_runtime(sm.config)})
-    common = dict(  # the arguments every evaluation takes
-        variants_path=sm.input.variants,
-        reference_scores_path=sm.input.reference,
-        predictions_out=sm.output.predictions,
-        metrics_out=sm.output.metrics,
-        experiment=sm.wildcards.experiment,
-        cfg=cfg,
-    )
+    common = {  # the arguments every evaluation takes
+        "variants_path": sm.input.variants,
+        "reference_scores_path": sm.input.reference,
+        "predictions_out": sm.output.predictions,
+        "metrics_out": sm.output.metrics,
+        "experiment": sm.wildcards.experiment,
+        "cfg": cfg,
+    }
     if sm.rule == "evaluate_cv":
         aggregate_experiment_files(
             fold_predictions=list(sm.input.predictions), fold_metrics=list(sm.input.metrics), **common

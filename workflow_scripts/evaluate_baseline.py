@@ -2,7 +2,8 @@
 predictions.parquet, metrics.json. Also its cross-validated form (rule evaluate_cv_baseline)."""
 
 from metasplice.evaluation.crossval import aggregate_baseline_files
-from metasplice.evaluation.evaluate import EvalConfig, evaluate_baseline_files, evaluation_runtime
+from metasplice.evaluation.evaluate import EvalConfig, evaluate_baseline_files
+from metasplice.experiments.plan import evaluation_runtime
 from metasplice.workflow import run_logged
 
 

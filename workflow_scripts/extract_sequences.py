@@ -26,7 +26,11 @@ def main(sm) -> None:
     )
     logging.getLogger("metasplice").info(
         "%d variants -> %s: windows of %d nt, strand-oriented %s, %.0f MB",
-        len(variants), sm.output[0], context, strand_oriented, 2 * ref.nbytes / 1e6,
+        len(variants),
+        sm.output[0],
+        context,
+        strand_oriented,
+        2 * ref.nbytes / 1e6,
     )
 
 

@@ -1,7 +1,7 @@
 """prepare_variants: SpliceVarDB export + reference + annotation -> variants.parquet, summary, rejected."""
 
-from metasplice.workflow import run_logged
 from metasplice.data.variants import prepare_from_files
+from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:

@@ -1,6 +1,7 @@
 """score_vcf: a VCF + reference + annotation + model directory -> annotated VCF, per-allele TSV, skipped TSV."""
 
-from metasplice.predict.annotate import predict_files, score_vcf_runtime
+from metasplice.experiments.plan import score_vcf_runtime
+from metasplice.predict.annotate import predict_files
 from metasplice.workflow import run_logged
 
 

@@ -4,13 +4,16 @@ import logging
 
 import torch
 
-from metasplice.evaluation.evaluate import resolve_instance
+from metasplice.experiments.plan import resolve_instance
 from metasplice.training.train import run_experiment
 
 
 def main(smk) -> None:
     logging.basicConfig(
-        filename=smk.log[0], filemode="w", level=logging.INFO, force=True,
+        filename=smk.log[0],
+        filemode="w",
+        level=logging.INFO,
+        force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.captureWarnings(True)
@@ -22,10 +25,15 @@ def main(smk) -> None:
     log.info("experiment %s: %s", experiment.name, experiment.to_dict())
     try:
         run_experiment(
-            experiment.architecture, experiment.model_config, experiment.train_config,
-            sequences=smk.input.sequences, variants=smk.input.variants,
-            scores=getattr(smk.input, "scores", None), model_out=smk.output.model,
-            history_out=smk.output.history, state_path=smk.params.state,
+            experiment.architecture,
+            experiment.model_config,
+            experiment.train_config,
+            sequences=smk.input.sequences,
+            variants=smk.input.variants,
+            scores=getattr(smk.input, "scores", None),
+            model_out=smk.output.model,
+            history_out=smk.output.history,
+            state_path=smk.params.state,
         )
     except Exception:
         log.exception("training %s failed", experiment.name)

@@ -10,7 +10,7 @@ def main(sm) -> None:
     p = sm.params.stacked
     config = StackConfig.from_spec(p["stack"]["name"], {k: v for k, v in p["stack"].items() if k != "name"})
     inp = sm.input
-    oof_folds = sorted({int(k.split("__")[2]) for k in inp.keys() if k.startswith("oof_predictions__")})
+    oof_folds = sorted({int(k.split("__")[2]) for k in inp.keys() if k.startswith("oof_predictions__")})  # noqa: SIM118 (a Namedlist iterates its values)
     Path(sm.output.members).mkdir(parents=True, exist_ok=True)
     train_stacked_files(
         config,

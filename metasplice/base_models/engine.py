@@ -31,8 +31,8 @@ convolutions, bf16/fp16 run under autocast (parity with fp32 is checked by the b
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class _Net:
     skip_w: list[torch.Tensor]  # (C_in, C_out) matrices
     skip_b: list[torch.Tensor]
     units: list[_Unit]
-    head_w: torch.Tensor  # (C, 3)
+    head_w: torch.Tensor  # (C, outputs)
     head_b: torch.Tensor
     slope: float
     units_per_group: int
@@ -230,7 +230,7 @@ def _pyramid_plan(
             rem = f - c
 
             def row(depth: int, q: int) -> int:
-                return int(offs[depth][k]) + q - cum[depth]
+                return int(offs[depth][k]) + q - cum[depth]  # noqa: B023 (called within this iteration)
 
             done = c
             for a, b in _merge([(max(lo - rem, c), min(hi + rem, n - 1 - c)) for lo, hi in need]):
@@ -290,8 +290,10 @@ class IncrementalBackend:
         max_jobs: int | None = None,
         pad_ratio: float | None = None,
         reference: str | None = None,
+        per_member: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.per_member = per_member  # True: each member's outputs (M, n, C) instead of their mean
         self.nets = [_prepare(m, self.device) for m in model.members]
         self.sched = _schedule(self.nets[0])
         self.consts = [_constants(net) for net in self.nets]
@@ -320,7 +322,8 @@ class IncrementalBackend:
     def predict(
         self, segments: Sequence[Segment], jobs: Sequence[AltJob], progress: Callable[[int], None] | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(reference (n_ref, 3), alt (n_alt, 3)) probabilities per job, model orientation."""
+        """(reference (n_ref, C), alt (n_alt, C)) probabilities per job, model orientation: the mean over
+        the member networks, or with ``per_member`` every member's, (M, n_ref, C) and (M, n_alt, C)."""
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(jobs)
         by_seg: dict[int, list[int]] = {}
         for i, j in enumerate(jobs):
@@ -332,7 +335,7 @@ class IncrementalBackend:
         ]
         group: dict[int, list[int]] = {}
         rows = n_jobs = 0
-        for s, idx in items + [(None, [])]:  # type: ignore[list-item]
+        for s, idx in [*items, (None, [])]:  # type: ignore[list-item]
             n = segments[s].length if s is not None else 0
             if group and (s is None or rows + n > self.max_rows or n_jobs + len(idx) > self.max_jobs):
                 self._run_group(segments, jobs, list(group), group, out, progress)
@@ -390,9 +393,9 @@ class IncrementalBackend:
             return dict(lengths)
         out: dict[int, int] = {}
         run: list[int] = []
-        for s in sorted(lengths, key=lengths.get) + [None]:  # type: ignore[list-item]
+        for s in [*sorted(lengths, key=lengths.get), None]:  # type: ignore[list-item]
             if run and (s is None or lengths[s] > lengths[run[0]] * (1.0 + self.pad_ratio)):
-                out.update({r: lengths[run[-1]] for r in run})
+                out.update(dict.fromkeys(run, lengths[run[-1]]))
                 run = []
             if s is not None:
                 run.append(s)
@@ -417,6 +420,8 @@ class IncrementalBackend:
         slack = [max((p["batch"] * p["widths"][t] if p["stored"][t] else 0) for p in plans) for t in range(len(n_rows))]
         ref_sum: torch.Tensor | None = None
         alt_sum: list[torch.Tensor | None] = [None] * len(batches)
+        ref_all: list[np.ndarray] = []  # per_member: each member's reference outputs
+        alt_all: list[list[np.ndarray]] = [[] for _ in batches]
         pyramid = None
         if self.reference == "pyramid":
             needs = [self._needs(jobs, by_seg[s]) for s in group]
@@ -429,13 +434,27 @@ class IncrementalBackend:
                     stores, ref_probs = self._reference(net, seg_tokens, slack)
                 else:
                     stores, ref_probs = self._reference_pyramid(net, self.consts[m], seg_tokens, slack, pyramid)
-                ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
+                if self.per_member:
+                    ref_all.append(ref_probs.float().cpu().numpy())
+                else:
+                    ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
                 for k, plan in enumerate(plans):
                     p = self._alt(net, stores, n_rows, plan)
-                    alt_sum[k] = p if alt_sum[k] is None else alt_sum[k] + p
+                    if self.per_member:
+                        alt_all[k].append(p.float().cpu().numpy())
+                    else:
+                        alt_sum[k] = p if alt_sum[k] is None else alt_sum[k] + p
                     if progress is not None and m == len(self.nets) - 1:
                         progress(len(batches[k]))
                 del stores
+        if self.per_member:
+            for k, b in enumerate(batches):
+                alt_np = np.stack(alt_all[k])  # (M, B, n_out_max, C)
+                for v, i in enumerate(b):
+                    j = jobs[i]
+                    r0 = seg_start[j.segment] - 2 * self.flank * rank[j.segment] + j.ref_lo - self.flank
+                    out[i] = (np.stack([r[r0 : r0 + j.n_ref] for r in ref_all]), alt_np[:, v, : j.n_alt].copy())
+            return
         n = float(len(self.nets))
         ref_np = (ref_sum / n).float().cpu().numpy()  # rows <-> global output positions
         for k, b in enumerate(batches):
@@ -490,7 +509,7 @@ class IncrementalBackend:
         return out
 
     def _reference_pyramid(
-        self, net: _Net, const: list[torch.Tensor], tokens: list[np.ndarray], slack: list[int], plan: "_PyramidPlan"
+        self, net: _Net, const: list[torch.Tensor], tokens: list[np.ndarray], slack: list[int], plan: _PyramidPlan
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The stores of :meth:`_reference` (same layout), filled only where a job reads them.
 
@@ -561,7 +580,7 @@ class IncrementalBackend:
                 g = (u + 1) // net.units_per_group
                 skip = skip + h[:, f - cum : f - cum + n_out] @ net.skip_w[g] + net.skip_b[g]
         self.macs += macs
-        probs.append(torch.softmax((skip @ net.head_w + net.head_b).float(), dim=-1).reshape(-1, 3))
+        probs.append(torch.softmax((skip @ net.head_w + net.head_b).float(), dim=-1).reshape(-1, net.head_w.shape[1]))
 
     def _plan(self, jobs, batch, seg_start, rank, n_rows, tokens) -> dict:
         """Frame positions per depth and the gather indices (shared by all member networks).

@@ -11,8 +11,8 @@ how many of the four groups (k, d) = (11, 1), (11, 4), (21, 10), (41, 25) the ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 

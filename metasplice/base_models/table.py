@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metasplice.data.annotation import Annotation
-from metasplice.data.genome import Genome, normalise_chrom
 from metasplice.base_models.spliceai.scoring import (
+    DP_COLUMNS,
+    DS_COLUMNS,
     AlleleTask,
     ScoreConfig,
     SkipReason,
@@ -32,11 +32,11 @@ from metasplice.base_models.spliceai.scoring import (
     gene_info,
     score_tasks,
 )
+from metasplice.data.annotation import Annotation
+from metasplice.data.genome import Genome, normalise_chrom
 
 log = logging.getLogger("metasplice.spliceai")
 
-DS_COLUMNS = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
-DP_COLUMNS = ("DP_AG", "DP_AL", "DP_DG", "DP_DL")
 REQUIRED = ("chrom", "pos", "ref", "alt", "gene", "strand", "tx_start", "tx_end", "label")
 
 

@@ -83,9 +83,7 @@ class Annotation:
         g = self.genes.iloc[row]
         return np.unique(np.array(g["exon_starts"] + g["exon_ends"], dtype=np.int64))
 
-    def assign(
-        self, chroms: np.ndarray, positions: np.ndarray, preferred: np.ndarray | None = None
-    ) -> np.ndarray:
+    def assign(self, chroms: np.ndarray, positions: np.ndarray, preferred: np.ndarray | None = None) -> np.ndarray:
         """One gene row per variant (-1 when no transcript contains it).
 
         Among overlapping genes the one named in ``preferred`` (e.g. the source's gene column) wins,

@@ -20,13 +20,12 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -140,7 +139,9 @@ def resolve_source(
     d = _spec_dict(spec)
     unknown = sorted(set(d) - {"path", "url", "token_env", "sha256", "link"})
     if unknown:
-        raise ValueError(f"{config_key}: unknown key(s) {', '.join(unknown)} (known: path, url, token_env, sha256, link)")
+        raise ValueError(
+            f"{config_key}: unknown key(s) {', '.join(unknown)} (known: path, url, token_env, sha256, link)"
+        )
     path, url = d.get("path") or None, d.get("url") or None
     token_env, sha256 = d.get("token_env") or None, d.get("sha256") or None
     if sha256 is not None:
@@ -202,9 +203,7 @@ def genome_instructions(config_key: str) -> str:
 
 def genome_source(spec: str | Mapping | None, config_key: str) -> Source:
     """The reference FASTA source from its config spec."""
-    return resolve_source(
-        spec, what="reference FASTA", config_key=config_key, obtain=genome_instructions(config_key)
-    )
+    return resolve_source(spec, what="reference FASTA", config_key=config_key, obtain=genome_instructions(config_key))
 
 
 def _check_build(requested: str | None, dataset_cfg: Mapping, dataset: str, what: str) -> None:
@@ -300,10 +299,8 @@ def _temp_path(dest: Path, suffix: str = ".part") -> Path:
 
 def _unlink(*paths: Path) -> None:
     for p in paths:
-        try:
+        with suppress(FileNotFoundError):
             p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 @contextmanager
@@ -356,7 +353,7 @@ class _AuthRedirectHandler(urllib.request.HTTPRedirectHandler):
     """Follows redirects, keeping the Authorization header only on the same host and scheme
     (never sent on to another host, never downgraded from https to http)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib API)
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         auth = req.unredirected_hdrs.get("Authorization")
         if new is not None and auth is not None:
@@ -384,13 +381,15 @@ def _http_error_message(exc: urllib.error.HTTPError, url: str, token_env: str | 
     return f"download failed: {where}"
 
 
-def _open_url(url: str, token_env: str | None, timeout: float):  # noqa: ANN202 (urllib response)
+def _open_url(url: str, token_env: str | None, timeout: float):
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     request = urllib.request.Request(url, headers={"User-Agent": f"metasplice/{__version__}"})
     if token_env:
         token = os.environ.get(token_env)
         if not token:
-            log.warning("environment variable %s (token_env) is not set or empty; requesting without a token", token_env)
+            log.warning(
+                "environment variable %s (token_env) is not set or empty; requesting without a token", token_env
+            )
         elif scheme in ("http", "https"):
             request.add_unredirected_header("Authorization", f"Bearer {token}")
         else:
@@ -408,7 +407,7 @@ def _open_url(url: str, token_env: str | None, timeout: float):  # noqa: ANN202 
             f"could not connect to {describe_source(url)}: {reason}. Check the URL and the network "
             "(this machine may be offline), or download the file by hand and configure its local path"
         ) from None
-    except (TimeoutError, socket.timeout, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise FetchError(f"could not download {describe_source(url)}: {type(exc).__name__}: {exc}") from None
 
 
@@ -442,14 +441,12 @@ def fetch_file(
                 try:
                     with open(tmp, "wb") as out:
                         digest = _copy_stream(response, out, progress)
-                except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as exc:
+                except (TimeoutError, OSError, http.client.HTTPException) as exc:
                     raise FetchError(
                         f"download of {label} broke off after {progress.done} bytes: {type(exc).__name__}: {exc}"
                     ) from None
                 if total is not None and progress.done != total:
-                    raise FetchError(
-                        f"download of {label} is incomplete: {progress.done} of {total} bytes; try again"
-                    )
+                    raise FetchError(f"download of {label} is incomplete: {progress.done} of {total} bytes; try again")
                 _check_sha256(digest, expected, label)
     else:
         path = local_path(source)

@@ -95,7 +95,7 @@ class Genome:
     def close(self) -> None:
         self._fasta.close()
 
-    def __enter__(self) -> "Genome":
+    def __enter__(self) -> Genome:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,41 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from metasplice.data.annotation import Annotation, RegionConfig
-from metasplice.data.fetch import splicevardb_instructions
-from metasplice.data.genome import Genome, normalise_chrom
-
-REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
-CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting")
-_CLASS_ALIASES = {
-    "splice-altering": "Splice-altering",
-    "splice altering": "Splice-altering",
-    "normal": "Normal",
-    "low-frequency": "Low-frequency",
-    "low frequency": "Low-frequency",
-    "low-frequency splice-altering": "Low-frequency",
-    "low frequency splice-altering": "Low-frequency",
-    "conflicting": "Conflicting",
-}
-LABELS = {"Splice-altering": 1, "Normal": 0}
-_COORD = r"^\s*(?:chr)?(?P<chrom>[A-Za-z0-9_.]+)-(?P<pos>\d+)-(?P<ref>[A-Za-z]+)-(?P<alt>[A-Za-z]+)\s*$"
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How variants are split: test chromosomes, and a grouped validation fraction of the rest."""
-
-    test_chroms: tuple[str, ...] = ("chr21", "chr22")
-    val_fraction: float = 0.1
-    val_group_by: str = "gene"  # "gene" (clusters of nearby genes) or "chromosome"
-    val_chroms: tuple[str, ...] = ()  # used when val_group_by == "chromosome"
-    group_gap: int = 10_000  # genes closer than this share a validation group (no window on both sides)
-    seed: int = 13
+from metasplice.data.genome import Genome
+from metasplice.data.splicevardb import CLASSES, LABELS, normalise_classification, parse_coordinates, read_splicevardb
+from metasplice.data.splits import SplitConfig, assign_splits
 
 
 @dataclass(frozen=True)
@@ -60,82 +33,6 @@ class PrepareConfig:
 def coordinate_column_for(build: str) -> str:
     """The SpliceVarDB coordinate column of a build: ``hg19`` for GRCh37/hg19, else ``hg38``."""
     return "hg19" if build.strip().lower().startswith(("grch37", "hg19", "b37", "hs37")) else "hg38"
-
-
-def check_group_gaps(config: Mapping[str, Any]) -> None:
-    """Raise when a ``group_gap`` is below the longest sequence window (``sequences.contexts``): genes
-    closer than that could then fall on both sides of a split with overlapping windows."""
-    contexts = (config.get("sequences") or {}).get("contexts") or []
-    if not contexts:
-        return
-    longest = max(int(c) for c in contexts)
-    stacking = dict(config.get("stacking") or {})
-    if config.get("dataset") == "demo":
-        stacking.update(stacking.get("demo") or {})
-    crossval = (config.get("evaluation") or {}).get("cross_validation") or {}
-    gaps = {
-        "split.group_gap": (config.get("split") or {}).get("group_gap"),
-        "stacking.group_gap": stacking.get("group_gap"),
-        "evaluation.cross_validation.group_gap": crossval.get("group_gap"),
-    }
-    small = {key: int(gap) for key, gap in gaps.items() if gap is not None and int(gap) < longest}
-    if small:
-        raise ValueError(
-            f"config: {', '.join(f'{key} = {gap}' for key, gap in small.items())} "
-            f"{'is' if len(small) == 1 else 'are'} smaller than the longest sequence window (max of "
-            f"sequences.contexts = {longest}): windows of nearby genes could then sit on both sides of a split. "
-            f"Raise {' and '.join(small)} to at least {longest}, or shorten sequences.contexts"
-        )
-
-
-def read_splicevardb(path: str | Path) -> pd.DataFrame:
-    """Read a SpliceVarDB export (TSV); a missing column is an error that names it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"SpliceVarDB export not found: {path}.\n" + splicevardb_instructions("datasets.<dataset>.splicevardb")
-        )
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
-    except pd.errors.ParserError as err:
-        raise pd.errors.ParserError(_ragged_message(path, err)) from err
-    table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: missing SpliceVarDB column(s): {', '.join(missing)} "
-            f"(expected columns: {', '.join(REQUIRED_COLUMNS)}; found: {', '.join(table.columns)})"
-        )
-    table.insert(0, "source_line", np.arange(2, len(table) + 2))
-    return table
-
-
-def _ragged_message(path: Path, err: Exception) -> str:
-    """Why a SpliceVarDB export cannot be parsed: the first line with more fields than the header."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        n_header = handle.readline().count("\t") + 1
-        ragged = [(i, line.count("\t") + 1) for i, line in enumerate(handle, start=2) if line.count("\t") >= n_header]
-    if not ragged:
-        return f"{path}: cannot be read as a tab-separated SpliceVarDB export: {err}"
-    line, n_fields = ragged[0]
-    return (
-        f"{path}: line {line} has {n_fields} tab-separated fields but the header has {n_header} "
-        f"({len(ragged)} such line(s)). A tab inside a field (HGVS, gene, method...) splits it; "
-        "fix or remove the line(s), or export the table again, then rerun."
-    )
-
-
-def normalise_classification(values: pd.Series) -> pd.Series:
-    """Map SpliceVarDB class spellings to the four classes; unknown spellings become NaN."""
-    return values.str.strip().str.lower().map(_CLASS_ALIASES)
-
-
-def parse_coordinates(values: pd.Series) -> pd.DataFrame:
-    """Split ``CHROM-POS-REF-ALT`` strings; unparsable rows get NaN fields."""
-    parts = values.str.extract(_COORD)
-    parts["ref"] = parts["ref"].str.upper()
-    parts["alt"] = parts["alt"].str.upper()
-    return parts
 
 
 def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, str, str]:
@@ -159,14 +56,17 @@ def left_align(contig: np.ndarray, pos: int, ref: str, alt: str) -> tuple[int, s
     return pos, ref, alt
 
 
-def _variant_type(ref: pd.Series, alt: pd.Series) -> np.ndarray:
+VARIANT_TYPES: tuple[str, ...] = ("snv", "insertion", "deletion", "mnv")
+
+
+def variant_type(ref: pd.Series, alt: pd.Series) -> np.ndarray:
     """snv, insertion, deletion (one allele is the shared anchor base alone) or mnv (MNVs and complex
     deletion-insertions, whose first base changes too: AA>C is not a deletion)."""
     lr, la = ref.str.len().to_numpy(), alt.str.len().to_numpy()
     anchored = (ref.str[0] == alt.str[0]).to_numpy()
     return np.select(
         [(lr == 1) & (la == 1), (lr == 1) & (la > 1) & anchored, (lr > 1) & (la == 1) & anchored],
-        ["snv", "insertion", "deletion"],
+        list(VARIANT_TYPES[:3]),
         "mnv",
     )
 
@@ -181,7 +81,10 @@ def _log_other_genes(merged: pd.DataFrame) -> None:
         logging.getLogger(__name__).warning(
             "%d of %d variants were assigned another gene than the one SpliceVarDB names (not in the annotation, "
             "or not containing the variant); their strand follows the assigned gene. First: %s",
-            int(other.sum()), len(merged), "; ".join(pairs))
+            int(other.sum()),
+            len(merged),
+            "; ".join(pairs),
+        )
 
 
 def _merge_classes(classes: pd.Series) -> str:
@@ -220,67 +123,6 @@ def merge_duplicates(work: pd.DataFrame) -> pd.DataFrame:
     )
     merged = pd.concat([out.loc[~dup, groups.columns], groups], ignore_index=True)
     return merged.sort_values("first_line", kind="stable").reset_index(drop=True)
-
-
-def _validation_groups(table: pd.DataFrame, annotation: Annotation, gap: int) -> np.ndarray:
-    """Group id per row: genes whose transcripts lie within ``gap`` nt of each other share a group."""
-    genes = annotation.genes
-    rows = table["gene_row"].to_numpy()
-    group_of_row: dict[int, int] = {}
-    next_id = 0
-    for chrom, idx in table.groupby("chrom").indices.items():
-        used = np.unique(rows[idx])
-        order = used[np.argsort(genes["tx_start"].to_numpy()[used])]
-        reach = -np.inf
-        for r in order:
-            if genes["tx_start"].iat[r] > reach + gap:
-                next_id += 1
-            group_of_row[int(r)] = next_id
-            reach = max(reach, genes["tx_end"].iat[r])
-    return np.array([group_of_row[int(r)] for r in rows], dtype=np.int64)
-
-
-def assign_splits(table: pd.DataFrame, annotation: Annotation, cfg: SplitConfig) -> np.ndarray:
-    """``test`` on the test chromosomes; ``val`` for a seeded, grouped fraction of the rest; else ``train``."""
-    norm = table["chrom"].map(normalise_chrom)
-    test = norm.isin({normalise_chrom(c) for c in cfg.test_chroms}).to_numpy()
-    split = np.where(test, "test", "train").astype(object)
-    if cfg.val_group_by == "chromosome":
-        val = norm.isin({normalise_chrom(c) for c in cfg.val_chroms}).to_numpy() & ~test
-        split[val] = "val"
-    elif cfg.val_group_by == "gene":
-        groups = _validation_groups(table, annotation, cfg.group_gap)
-        train_idx = np.flatnonzero(~test)
-        ids, counts = np.unique(groups[train_idx], return_counts=True)
-        order = np.random.default_rng(cfg.seed).permutation(len(ids))
-        target = cfg.val_fraction * len(train_idx)
-        chosen = ids[order][np.cumsum(counts[order]) - counts[order] < target] if target > 0 else []
-        split[np.isin(groups, chosen) & ~test] = "val"
-    else:
-        raise ValueError(f"split.val_group_by must be 'gene' or 'chromosome', got {cfg.val_group_by!r}")
-    if (~test).any() and not (split == "val").any():
-        raise ValueError(_empty_validation_message(list(pd.unique(table["chrom"].to_numpy()[~test])), cfg))
-    return split
-
-
-def _empty_validation_message(chroms: list[str], cfg: SplitConfig) -> str:
-    """Why no variant went to validation, and which split setting to change."""
-    head = "the validation split would be empty: "
-    if cfg.val_group_by == "gene":
-        return head + f"split.val_fraction is {cfg.val_fraction}; set it above 0"
-    test = {normalise_chrom(c) for c in cfg.test_chroms}
-    wanted = [normalise_chrom(c) for c in cfg.val_chroms]
-    if not wanted:
-        why = "split.val_chroms is empty"
-    elif set(wanted) <= test:
-        why = f"split.val_chroms {list(cfg.val_chroms)} are all test chromosomes (split.test_chroms)"
-    else:
-        why = f"no variant lies on split.val_chroms {list(cfg.val_chroms)}"
-    return (
-        f"{head}{why} with split.val_group_by: chromosome. Set split.val_chroms to chromosomes of the "
-        f"training variants (here: {', '.join(chroms)}) that are not in split.test_chroms, "
-        "or use split.val_group_by: gene"
-    )
 
 
 def check_reference_fit(
@@ -325,7 +167,9 @@ def prepare_variants(
             work = work.loc[~mask].copy()
 
     work["classification"] = normalise_classification(work["classification"])
-    reject(work["classification"].isna().to_numpy(), "unknown classification (expected one of " + ", ".join(CLASSES) + ")")
+    reject(
+        work["classification"].isna().to_numpy(), "unknown classification (expected one of " + ", ".join(CLASSES) + ")"
+    )
     empty = work["coordinate"].str.strip().isin(["", "NA", "nan", "-", "."]).to_numpy()
     reject(empty, f"no {cfg.coordinate_column} coordinate")
     parts = parse_coordinates(work["coordinate"])
@@ -369,7 +213,10 @@ def prepare_variants(
     for chrom, idx in work.loc[multi].groupby("chrom", sort=False).indices.items():
         rows = np.flatnonzero(multi)[idx]
         contig = genome.tokens(chrom)
-        aligned = [left_align(contig, p, r, a) for p, r, a in work.iloc[rows, [pos_col, ref_col, alt_col]].itertuples(index=False)]
+        aligned = [
+            left_align(contig, p, r, a)
+            for p, r, a in work.iloc[rows, [pos_col, ref_col, alt_col]].itertuples(index=False)
+        ]
         work.iloc[rows, pos_col] = [a[0] for a in aligned]
         work.iloc[rows, ref_col] = [a[1] for a in aligned]
         work.iloc[rows, alt_col] = [a[2] for a in aligned]
@@ -379,7 +226,9 @@ def prepare_variants(
 
     # gene, strand, region
     key = ["chrom", "pos", "ref", "alt"]
-    merged["gene_row"] = annotation.assign(merged["chrom"].to_numpy(), merged["pos"].to_numpy(), merged["source_gene"].to_numpy())
+    merged["gene_row"] = annotation.assign(
+        merged["chrom"].to_numpy(), merged["pos"].to_numpy(), merged["source_gene"].to_numpy()
+    )
     outside = merged["gene_row"].to_numpy() < 0
     if outside.any():
         lines = work.merge(merged.loc[outside, key], on=key)
@@ -395,7 +244,7 @@ def prepare_variants(
     merged["tx_start"] = genes["tx_start"].to_numpy()[rows]
     merged["tx_end"] = genes["tx_end"].to_numpy()[rows]
     _log_other_genes(merged)
-    merged["variant_type"] = _variant_type(merged["ref"], merged["alt"])
+    merged["variant_type"] = variant_type(merged["ref"], merged["alt"])
     lr = merged["ref"].str.len().to_numpy()
     pos = merged["pos"].to_numpy()
     is_indel = np.isin(merged["variant_type"], ["insertion", "deletion"])
@@ -413,11 +262,31 @@ def prepare_variants(
     merged["variant_id"] = merged["chrom"] + ":" + merged["pos"].astype(str) + ":" + merged["ref"] + ":" + merged["alt"]
     variants = merged[
         [
-            "variant_id", "build", "chrom", "pos", "ref", "alt", "variant_type", "classification", "label",
-            "split", "gene", "strand", "tx_start", "tx_end", "region", "boundary_offset", "source_ids",
-            "n_sources", "hgvs", "method", "location",
+            "variant_id",
+            "build",
+            "chrom",
+            "pos",
+            "ref",
+            "alt",
+            "variant_type",
+            "classification",
+            "label",
+            "split",
+            "gene",
+            "strand",
+            "tx_start",
+            "tx_end",
+            "region",
+            "boundary_offset",
+            "source_ids",
+            "n_sources",
+            "hgvs",
+            "method",
+            "location",
         ]
-    ].astype({"pos": np.int64, "tx_start": np.int64, "tx_end": np.int64, "boundary_offset": np.int64, "n_sources": np.int64})
+    ].astype(
+        {"pos": np.int64, "tx_start": np.int64, "tx_end": np.int64, "boundary_offset": np.int64, "n_sources": np.int64}
+    )
 
     rejected_table = (
         pd.concat(rejected, ignore_index=True).sort_values("source_line").reset_index(drop=True)
@@ -461,7 +330,11 @@ def prepare_from_files(
 
     log = logging.getLogger("metasplice.data.variants")
     split_cfg = SplitConfig(
-        **{**split, "test_chroms": tuple(split.get("test_chroms", ())), "val_chroms": tuple(split.get("val_chroms", ()))}
+        **{
+            **split,
+            "test_chroms": tuple(split.get("test_chroms", ())),
+            "val_chroms": tuple(split.get("val_chroms", ())),
+        }
     )
     cfg = PrepareConfig(
         build=build,
@@ -474,7 +347,12 @@ def prepare_from_files(
     log.info("read %d rows from %s", len(source), splicevardb)
     with Genome(genome) as ref:
         variants, summary, rejected = prepare_variants(source, ref, load_annotation(annotation), cfg)
-    for reason, n in rejected["reason"].str.replace(r"^(REF \w+ does not match|contig \S+ is not).*", r"\1...", regex=True).value_counts().items():
+    for reason, n in (
+        rejected["reason"]
+        .str.replace(r"^(REF \w+ does not match|contig \S+ is not).*", r"\1...", regex=True)
+        .value_counts()
+        .items()
+    ):
         log.warning("rejected %d row(s): %s", n, reason)
     log.info("%d unique variants kept from %d rows (%d rejected)", len(variants), len(source), len(rejected))
     log.info("class x split counts:\n%s", summary.to_string(index=False))

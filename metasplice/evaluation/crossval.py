@@ -21,195 +21,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from metasplice.evaluation import evaluate as E
-from metasplice.data.genome import normalise_chrom
-from metasplice.io import write_parquet, write_tsv
+from metasplice.io import write_parquet
 
 log = logging.getLogger(__name__)
-
-FOLD_SUFFIX = re.compile(r"^(?P<experiment>.+)__fold(?P<fold>\d+)$")
-
-
-@dataclass(frozen=True)
-class CrossValConfig:
-    """Settings of ``evaluation.cross_validation``."""
-
-    enabled: bool = False
-    n_folds: int = 5  # used when ``groups`` is empty: chromosomes balanced into n groups
-    groups: tuple[tuple[str, ...], ...] = ()  # explicit chromosome groups, one fold each
-    val_fraction: float = 0.1  # of each fold's non-test variants, by whole gene clusters
-    group_gap: int = 10_000  # genes closer than this (nt) share a validation cluster
-    seed: int = 13
-
-    def __post_init__(self) -> None:
-        if not self.groups and self.n_folds < 2:
-            raise ValueError(f"cross_validation.n_folds must be >= 2, got {self.n_folds}")
-        if self.groups and len(self.groups) < 2:
-            raise ValueError("cross_validation.groups needs at least two chromosome groups")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"cross_validation.val_fraction must be in (0, 1), got {self.val_fraction}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "CrossValConfig":
-        values = dict(values or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown cross_validation keys {unknown}; valid keys: {', '.join(sorted(known))}")
-        if "groups" in values:
-            values["groups"] = tuple(tuple(str(c) for c in g) for g in values["groups"] or ())
-        return cls(**values)
-
-    @property
-    def k(self) -> int:
-        """Number of folds."""
-        return len(self.groups) if self.groups else self.n_folds
-
-
-def split_fold_name(name: str) -> tuple[str, int | None]:
-    """``"exp__fold3"`` -> ``("exp", 3)``; a name without the suffix -> ``(name, None)``."""
-    m = FOLD_SUFFIX.match(name)
-    return (m["experiment"], int(m["fold"])) if m else (name, None)
-
-
-def fold_name(experiment: str, fold: int) -> str:
-    return f"{experiment}__fold{fold}"
-
-
-def _chrom_key(name: str) -> tuple[int, str]:
-    n = normalise_chrom(name)
-    return (int(n), "") if n.isdigit() else (10_000, n)
-
-
-def chromosome_groups(variants: pd.DataFrame, n_folds: int) -> list[list[str]]:
-    """Balance chromosomes into ``n_folds`` groups by their number of labelled variants.
-
-    Greedy: chromosomes in decreasing count (ties in natural order) go to the group with the fewest
-    labelled variants so far (ties: the lower group index). Deterministic.
-    """
-    labelled = variants[variants["label"].isin((0, 1))]
-    counts = labelled["chrom"].astype(str).value_counts()
-    if len(counts) < n_folds:
-        raise ValueError(
-            f"cross-validation with {n_folds} folds needs at least {n_folds} chromosomes holding labelled variants; "
-            f"found {len(counts)} ({', '.join(sorted(counts.index, key=_chrom_key))})"
-        )
-    order = sorted(counts.index, key=lambda c: (-int(counts[c]), _chrom_key(c)))
-    groups: list[list[str]] = [[] for _ in range(n_folds)]
-    totals = np.zeros(n_folds, dtype=np.int64)
-    for chrom in order:
-        g = int(np.argmin(totals))
-        groups[g].append(chrom)
-        totals[g] += int(counts[chrom])
-    return [sorted(g, key=_chrom_key) for g in groups]
-
-
-def _gene_clusters(variants: pd.DataFrame, gap: int) -> np.ndarray:
-    """Cluster id per row: transcripts (chrom, tx_start, tx_end) within ``gap`` nt share a cluster."""
-    chrom = variants["chrom"].astype(str).to_numpy()
-    start = variants["tx_start"].to_numpy(np.int64)
-    end = variants["tx_end"].to_numpy(np.int64)
-    genes = pd.DataFrame({"chrom": chrom, "start": start, "end": end}).drop_duplicates()
-    genes = genes.sort_values(["chrom", "start", "end"], kind="mergesort")
-    cluster = np.empty(len(genes), dtype=np.int64)
-    current, reach, prev_chrom = -1, -np.inf, None
-    for i, (c, s, e) in enumerate(genes.itertuples(index=False)):
-        if c != prev_chrom or s > reach + gap:
-            current += 1
-            reach = -np.inf
-        cluster[i] = current
-        reach = max(reach, e)
-        prev_chrom = c
-    genes["cluster"] = cluster
-    key = pd.MultiIndex.from_arrays([chrom, start, end])
-    return genes.set_index(["chrom", "start", "end"])["cluster"].reindex(key).to_numpy(np.int64)
-
-
-def assign_folds(variants: pd.DataFrame, cfg: CrossValConfig) -> tuple[list[list[str]], pd.DataFrame]:
-    """(chromosome groups, splits): ``splits`` has one column ``fold{k}`` per fold with ``train``,
-    ``val`` or ``test`` per variant row (file order)."""
-    for col in ("chrom", "label", "tx_start", "tx_end"):
-        if col not in variants.columns:
-            raise ValueError(f"variants table lacks column {col!r}; rebuild it with prepare_variants")
-    if cfg.groups:
-        by_norm = {}
-        for chrom in variants["chrom"].astype(str).unique():
-            by_norm.setdefault(normalise_chrom(chrom), []).append(chrom)
-        groups = []
-        seen: dict[str, int] = {}
-        for k, group in enumerate(cfg.groups):
-            names = []
-            for c in group:
-                n = normalise_chrom(c)
-                if n in seen:
-                    raise ValueError(f"chromosome {c!r} is in cross_validation groups {seen[n]} and {k}")
-                seen[n] = k
-                names.extend(by_norm.get(n, []))
-            groups.append(sorted(names, key=_chrom_key))
-        labelled = variants[variants["label"].isin((0, 1))]["chrom"].astype(str)
-        orphan = sorted({c for c in labelled.unique() if normalise_chrom(c) not in seen}, key=_chrom_key)
-        if orphan:
-            raise ValueError(
-                f"chromosomes {orphan} hold labelled variants but are in no cross_validation group; "
-                "add them to a group (every labelled variant is tested once)"
-            )
-    else:
-        groups = chromosome_groups(variants, cfg.n_folds)
-    chrom = variants["chrom"].astype(str).to_numpy()
-    clusters = _gene_clusters(variants, cfg.group_gap)
-    splits = {}
-    for k, group in enumerate(groups):
-        test = np.isin(chrom, group)
-        split = np.where(test, "test", "train").astype(object)
-        rest = np.flatnonzero(~test)
-        ids, counts = np.unique(clusters[rest], return_counts=True)
-        order = np.random.default_rng([cfg.seed, k]).permutation(len(ids))
-        target = cfg.val_fraction * len(rest)
-        chosen = ids[order][np.cumsum(counts[order]) - counts[order] < target]
-        split[np.isin(clusters, chosen) & ~test] = "val"
-        splits[f"fold{k}"] = split
-    return groups, pd.DataFrame(splits)
-
-
-def fold_summary(variants: pd.DataFrame, groups: Sequence[Sequence[str]], splits: pd.DataFrame) -> pd.DataFrame:
-    """One row per fold: its test chromosomes and the Splice-altering / Normal counts per split."""
-    rows = []
-    label = variants["label"].to_numpy()
-    for k, group in enumerate(groups):
-        split = splits[f"fold{k}"].to_numpy()
-        row: dict[str, Any] = {"fold": k, "test_chroms": ",".join(group)}
-        for part in ("train", "val", "test"):
-            m = split == part
-            row[f"{part}_positive"] = int((m & (label == 1)).sum())
-            row[f"{part}_negative"] = int((m & (label == 0)).sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def write_fold_variants(
-    variants_path: str | os.PathLike,
-    fold_outputs: Sequence[str | os.PathLike],
-    summary_out: str | os.PathLike,
-    cfg: CrossValConfig,
-) -> pd.DataFrame:
-    """Write ``fold_outputs[k]`` = variants.parquet with fold k's ``split``; return the fold summary."""
-    variants = pd.read_parquet(variants_path)
-    if len(fold_outputs) != cfg.k:
-        raise ValueError(f"{len(fold_outputs)} fold outputs given for {cfg.k} folds")
-    groups, splits = assign_folds(variants, cfg)
-    summary = fold_summary(variants, groups, splits)
-    for k, path in enumerate(fold_outputs):
-        write_parquet(variants.assign(split=splits[f"fold{k}"].to_numpy()), path)
-    write_tsv(summary, summary_out)
-    log.info("cross-validation folds:\n%s", summary.to_string(index=False))
-    return summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,8 +39,8 @@ def write_fold_variants(
 
 def _fold_test(pred: pd.DataFrame, k: int) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """Fold k's labelled test rows, their calls at the fold's own validation threshold, the choice."""
-    val, test = E._labelled(pred, "val"), E._labelled(pred, "test")
-    yv, sv = E._scored_arrays(val)
+    val, test = E.labelled_rows(pred, "val"), E.labelled_rows(pred, "test")
+    yv, sv = E.scored_arrays(val)
     try:
         chosen = E.choose_threshold(yv, sv)
     except ValueError as err:
@@ -274,8 +95,10 @@ def _across_folds(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict]:
         values = [f.get(metric) for f in per_fold]
         if not any(isinstance(v, Mapping) for v in values):
             continue
-        vals = np.array([v["estimate"] if isinstance(v, Mapping) and v.get("estimate") is not None else np.nan
-                         for v in values], dtype=np.float64)
+        vals = np.array(
+            [v["estimate"] if isinstance(v, Mapping) and v.get("estimate") is not None else np.nan for v in values],
+            dtype=np.float64,
+        )
         ok = np.isfinite(vals)
         across[metric] = {
             "mean": float(vals[ok].mean()) if ok.any() else None,
@@ -296,21 +119,21 @@ def aggregate_unscored_folds(
     """:func:`aggregate_folds` of a model without a classifier score (localisation): the folds' labelled
     test rows pooled, the counts and the task metrics of the pooled rows; no threshold, no
     classification metrics, no comparison."""
-    pooled = _pool([E._labelled(pred, "test").assign(fold=k) for k, pred in enumerate(fold_predictions)])
+    pooled = _pool([E.labelled_rows(pred, "test").assign(fold=k) for k, pred in enumerate(fold_predictions)])
     per_fold = []
     for k, pred in enumerate(fold_predictions):
         fm = fold_metrics[k] if fold_metrics is not None else fold_evaluation(pred, cfg, f"{name} fold {k}", task)
         per_fold.append({"fold": k, "n_test": fm["n"]["test"], **_task_fold_values(fm)})
-    n_val = {"total": int(sum(E._counts(E._labelled(p, "val"))["total"] for p in fold_predictions))}
+    n_val = {"total": int(sum(E.label_counts(E.labelled_rows(p, "val"))["total"] for p in fold_predictions))}
     metrics = {
-        **E._header(name, task, extra, cfg),
+        **E.eval_header(name, task, extra, cfg),
         "cross_validation": {
             "n_folds": len(fold_predictions),
             "pooling": "test predictions of all folds pooled (no classifier score: task metrics only)",
             "folds": per_fold,
             "across_folds": _across_folds(per_fold),
         },
-        "n": {"val": n_val, "test": E._counts(pooled)},
+        "n": {"val": n_val, "test": E.label_counts(pooled)},
         **E.task_metrics(pooled, task, cfg),
     }
     return pooled, metrics
@@ -346,21 +169,26 @@ def aggregate_folds(
     per_fold = []
     for k, pred in enumerate(fold_predictions):
         fm = fold_metrics[k] if fold_metrics is not None else fold_evaluation(pred, cfg, f"{name} fold {k}", task)
-        per_fold.append({
-            "fold": k,
-            "n_test": fm["n"]["test"],
-            "threshold": fm["threshold"]["threshold"],
-            "roc_auc": fm["metrics"]["roc_auc"],
-            "pr_auc": fm["metrics"]["pr_auc"],
-            "f1_at_val_threshold": fm["metrics"]["at_val_threshold"]["f1"],
-            "pearson_r": (fm.get("correlation") or {}).get("max"),
-            **_task_fold_values(fm),
-        })
-    across = {metric: value for metric, value in _across_folds(per_fold).items()
-              if metric in ("roc_auc", "pr_auc", *TASK_FOLD_VALUES)}
-    n_val = {"total": int(sum(E._counts(E._labelled(p, "val"))["total"] for p in fold_predictions))}
+        per_fold.append(
+            {
+                "fold": k,
+                "n_test": fm["n"]["test"],
+                "threshold": fm["threshold"]["threshold"],
+                "roc_auc": fm["metrics"]["roc_auc"],
+                "pr_auc": fm["metrics"]["pr_auc"],
+                "f1_at_val_threshold": fm["metrics"]["at_val_threshold"]["f1"],
+                "pearson_r": (fm.get("correlation") or {}).get("max"),
+                **_task_fold_values(fm),
+            }
+        )
+    across = {
+        metric: value
+        for metric, value in _across_folds(per_fold).items()
+        if metric in ("roc_auc", "pr_auc", *TASK_FOLD_VALUES)
+    }
+    n_val = {"total": int(sum(E.label_counts(E.labelled_rows(p, "val"))["total"] for p in fold_predictions))}
     metrics = {
-        **E._header(name, task, extra, cfg),
+        **E.eval_header(name, task, extra, cfg),
         "cross_validation": {
             "n_folds": len(fold_predictions),
             "pooling": "test predictions of all folds pooled; calls use each fold's own validation threshold",
@@ -368,8 +196,12 @@ def aggregate_folds(
             "across_folds": across,
         },
         "n": {"val": n_val, "test": E.measured_test_counts(pooled, reference, cfg.reference)},
-        "threshold": {"threshold": None, "rule": "score >= threshold of the variant's fold", "chosen_on": "val",
-                      "per_fold": [c["threshold"] for c in chosen]},
+        "threshold": {
+            "threshold": None,
+            "rule": "score >= threshold of the variant's fold",
+            "chosen_on": "val",
+            "per_fold": [c["threshold"] for c in chosen],
+        },
         "fixed_threshold": E.fixed_rule(cfg, summary),
         **summary,
         **E.task_metrics(pooled, task, cfg),
@@ -394,9 +226,14 @@ def aggregate_experiment_files(
     reference = E.reference_table(variants, E.read_scores(reference_scores_path, len(variants), variants_path))
     task = fms[0].get("task", "") if fms else ""
     first = fms[0] if fms else {}
-    extra = {"kind": first.get("kind", "experiment"), "experiment": experiment, "evaluation": "cross-validation",
-             "score": first.get("score"), "architecture": first.get("architecture"),
-             **{k: first[k] for k in ("members", "combine") if k in first}}  # an ensemble stays one
+    extra = {
+        "kind": first.get("kind", "experiment"),
+        "experiment": experiment,
+        "evaluation": "cross-validation",
+        "score": first.get("score"),
+        "architecture": first.get("architecture"),
+        **{k: first[k] for k in ("members", "combine") if k in first},
+    }  # an ensemble stays one
     pooled, metrics = aggregate_folds(preds, cfg, f"{experiment} (CV)", task, reference, fms, extra)
     write_parquet(pooled, predictions_out)
     E.write_json(metrics, metrics_out)
@@ -421,8 +258,12 @@ def aggregate_baseline_files(
         preds.append(E.baseline_predictions(variants, scores))
         if k == 0 and reference_scores_path is not None and base != cfg.reference:
             reference = E.reference_table(variants, E.read_scores(reference_scores_path, len(variants), path))
-    extra = {"kind": "baseline", "base": base, "evaluation": "cross-validation",
-             "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)"}
+    extra = {
+        "kind": "baseline",
+        "base": base,
+        "evaluation": "cross-validation",
+        "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)",
+    }
     pooled, metrics = aggregate_folds(preds, cfg, f"{base} (baseline, CV)", "baseline", reference, None, extra)
     write_parquet(pooled, predictions_out)
     E.write_json(metrics, metrics_out)

@@ -22,13 +22,13 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import average_precision_score, confusion_matrix as _sk_confusion_matrix
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 # --------------------------------------------------------------------------------------------
 # input checks
@@ -53,7 +53,7 @@ def _as_scores(s: np.ndarray, n: int, name: str = "scores") -> np.ndarray:
     return s
 
 
-def _single_class(y: np.ndarray) -> bool:
+def single_class(y: np.ndarray) -> bool:
     return y.size == 0 or bool(y.all()) or not bool(y.any())
 
 
@@ -65,14 +65,14 @@ def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
     """ROC-AUC (ties count one half); NaN when only one class is present."""
     y = _as_labels(y)
     s = _as_scores(s, y.size)
-    return float("nan") if _single_class(y) else float(roc_auc_score(y, s))
+    return float("nan") if single_class(y) else float(roc_auc_score(y, s))
 
 
 def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
     """PR-AUC as average precision (step-wise, no interpolation); NaN when only one class is present."""
     y = _as_labels(y)
     s = _as_scores(s, y.size)
-    return float("nan") if _single_class(y) else float(average_precision_score(y, s))
+    return float("nan") if single_class(y) else float(average_precision_score(y, s))
 
 
 def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
@@ -138,7 +138,7 @@ def max_f1_threshold(y_val: np.ndarray, s_val: np.ndarray) -> tuple[float, float
     """
     y = _as_labels(y_val)
     s = _as_scores(s_val, y.size, "validation scores")
-    if _single_class(y):
+    if single_class(y):
         raise ValueError(
             f"validation set has a single class ({int(y.sum())} positive of {y.size}); cannot choose an F1 threshold"
         )
@@ -350,7 +350,11 @@ def pearson_r_ci(x, y, cfg: BootstrapConfig = BootstrapConfig(), counts: np.ndar
 
 
 def threshold_metrics_ci(
-    y, s, threshold: float, inclusive: bool = True, cfg: BootstrapConfig = BootstrapConfig(),
+    y,
+    s,
+    threshold: float,
+    inclusive: bool = True,
+    cfg: BootstrapConfig = BootstrapConfig(),
     counts: np.ndarray | None = None,
 ) -> dict:
     """Detection rate, FPR, precision, F1 (each an :class:`Interval`) and the confusion matrix at a threshold."""
@@ -364,9 +368,7 @@ def threshold_metrics_ci(
         chunks = [weighted_threshold_metrics(yb, sf, W, threshold, inclusive) for W in iter_counts(yb.size, cfg)]
     else:
         chunks = [{k: np.full(cfg.n, np.nan) for k in names}]
-    out: dict = {
-        k: percentile_interval(point[k], np.concatenate([c[k] for c in chunks]), cfg.level) for k in names
-    }
+    out: dict = {k: percentile_interval(point[k], np.concatenate([c[k] for c in chunks]), cfg.level) for k in names}
     out["confusion"] = point["confusion"]
     return out
 
@@ -399,7 +401,11 @@ _POINT = {"roc_auc": roc_auc, "pr_auc": pr_auc}
 
 
 def paired_bootstrap(
-    y, s_a, s_b, metric: str = "roc_auc", cfg: BootstrapConfig = BootstrapConfig(),
+    y,
+    s_a,
+    s_b,
+    metric: str = "roc_auc",
+    cfg: BootstrapConfig = BootstrapConfig(),
     counts: np.ndarray | None = None,
 ) -> PairedComparison:
     """Paired percentile bootstrap of ``metric(s_a) - metric(s_b)``: both scores see the same resamples.
@@ -440,7 +446,7 @@ def delong_test(y, s_a, s_b) -> PairedComparison:
     yb = _as_labels(y)
     a = _as_scores(s_a, yb.size, "scores a")
     b = _as_scores(s_b, yb.size, "scores b")
-    if _single_class(yb):
+    if single_class(yb):
         nan = float("nan")
         return PairedComparison("roc_auc", nan, nan, nan, nan, nan, nan, 0, 0, "DeLong")
     m, n = int(yb.sum()), int((~yb).sum())
@@ -523,7 +529,10 @@ def weighted_confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, W
 
 
 def multiclass_metrics_ci(
-    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, cfg: BootstrapConfig = BootstrapConfig(),
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    cfg: BootstrapConfig = BootstrapConfig(),
     counts: np.ndarray | None = None,
 ) -> dict:
     """Macro-F1, per-class precision / recall / F1 (lists of :class:`Interval`, one per class), the
@@ -595,7 +604,9 @@ def localisation_hits(
 
 
 def localisation_metrics_ci(
-    target: np.ndarray, ranked: np.ndarray, tolerances: tuple[int, ...] = (2, 5),
+    target: np.ndarray,
+    ranked: np.ndarray,
+    tolerances: tuple[int, ...] = (2, 5),
     cfg: BootstrapConfig = BootstrapConfig(),
 ) -> dict[str, Interval]:
     """Top-1 / top-k accuracy and hit rates within ± each tolerance (:func:`localisation_hits`), with intervals."""

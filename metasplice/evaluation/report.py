@@ -14,20 +14,22 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from metasplice.evaluation.evaluate import REGION_ORDER, read_json  # noqa: E402
-from metasplice.io import atomic_output, write_tsv  # noqa: E402
+from metasplice.evaluation.evaluate import REGIONS, read_json
+from metasplice.evaluation.formatting import fmt, fmt_ci, fmt_duration, fmt_n, fmt_p, md_table
+from metasplice.io import atomic_output, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -157,64 +159,21 @@ def region_table(items: Sequence[_Loaded], column: str = "region") -> pd.DataFra
     rows = []
     for item in items:
         for cell in _get(item.metrics, "breakdowns", column) or []:
-            rows.append({
-                "experiment": item.label,
-                column: cell["group"],
-                "n": cell["n"],
-                "n_splice_altering": cell["n_positive"],
-                "n_normal": cell["n_negative"],
-                **_interval_columns("roc_auc", cell.get("roc_auc")),
-                **_interval_columns("detection_rate_val_threshold", _get(cell, "at_val_threshold", "detection_rate")),
-                **_interval_columns("fpr_val_threshold", _get(cell, "at_val_threshold", "fpr")),
-            })
+            rows.append(
+                {
+                    "experiment": item.label,
+                    column: cell["group"],
+                    "n": cell["n"],
+                    "n_splice_altering": cell["n_positive"],
+                    "n_normal": cell["n_negative"],
+                    **_interval_columns("roc_auc", cell.get("roc_auc")),
+                    **_interval_columns(
+                        "detection_rate_val_threshold", _get(cell, "at_val_threshold", "detection_rate")
+                    ),
+                    **_interval_columns("fpr_val_threshold", _get(cell, "at_val_threshold", "fpr")),
+                }
+            )
     return pd.DataFrame(rows)
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    return f"{float(v):.{digits}f}"
-
-
-def _n(v: Any) -> str:
-    """A count (tables turn integer columns with gaps into floats)."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return str(int(round(float(v))))
-
-
-def _ci(row: Mapping, prefix: str) -> str:
-    est = row.get(prefix)
-    if est is None or (isinstance(est, float) and not math.isfinite(est)):
-        return "–"
-    return f"{_fmt(est)} [{_fmt(row.get(prefix + '_low'))}, {_fmt(row.get(prefix + '_high'))}]"
-
-
-def _p(v: Any, n_boot: Any = None) -> str:
-    """A p-value; a bootstrap p at its resolution floor 2/(B+1) is shown as an upper bound."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    text = f"{v:.2g}" if v >= 1e-3 else f"{v:.1e}"
-    if n_boot is not None and not (isinstance(n_boot, float) and not math.isfinite(n_boot)):
-        if v <= 2.0 / (float(n_boot) + 1.0) + 1e-12:
-            return f"≤{text}"
-    return text
-
-
-def _duration(s: Any) -> str:
-    if s is None or (isinstance(s, float) and not math.isfinite(s)):
-        return "–"
-    s = float(s)
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
 
 
 def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, meta: Mapping[str, Any]) -> str:
@@ -223,22 +182,53 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
     reference = meta.get("reference", "spliceai")
     main = []
     for r in records:
-        p = "–" if r["compared_with"] is None else (
-            f"{_p(r['p_roc_auc_bootstrap'], r['comparison_n_boot'])} / {_p(r['p_roc_auc_delong'])}")
-        main.append([
-            r["experiment"], r["task"], _ci(r, "correlation"), _ci(r, "roc_auc"), _ci(r, "pr_auc"),
-            _ci(r, "f1_val_threshold"), _ci(r, "detection_rate_val_threshold"), _ci(r, "fpr_val_threshold"),
-            _n(r["stopped_epoch"]), _duration(r["training_time_s"]),
-            f"{_n(r['n_test'])} ({_n(r['n_splice_altering'])}/{_n(r['n_normal'])})", p,
-        ])
-    fixed = [[r["experiment"], _ci(r, "f1_fixed_threshold"), _ci(r, "detection_rate_fixed_threshold"),
-              _ci(r, "fpr_fixed_threshold"), _fmt(r["val_threshold"])] for r in records
-             if r.get("f1_fixed_threshold") is not None]
+        p = (
+            "–"
+            if r["compared_with"] is None
+            else (f"{fmt_p(r['p_roc_auc_bootstrap'], r['comparison_n_boot'])} / {fmt_p(r['p_roc_auc_delong'])}")
+        )
+        main.append(
+            [
+                r["experiment"],
+                r["task"],
+                fmt_ci(r, "correlation"),
+                fmt_ci(r, "roc_auc"),
+                fmt_ci(r, "pr_auc"),
+                fmt_ci(r, "f1_val_threshold"),
+                fmt_ci(r, "detection_rate_val_threshold"),
+                fmt_ci(r, "fpr_val_threshold"),
+                fmt_n(r["stopped_epoch"]),
+                fmt_duration(r["training_time_s"]),
+                f"{fmt_n(r['n_test'])} ({fmt_n(r['n_splice_altering'])}/{fmt_n(r['n_normal'])})",
+                p,
+            ]
+        )
+    fixed = [
+        [
+            r["experiment"],
+            fmt_ci(r, "f1_fixed_threshold"),
+            fmt_ci(r, "detection_rate_fixed_threshold"),
+            fmt_ci(r, "fpr_fixed_threshold"),
+            fmt(r["val_threshold"]),
+        ]
+        for r in records
+        if r.get("f1_fixed_threshold") is not None
+    ]
     excluded = max((r.get("n_unscored_by_reference") or 0 for r in records), default=0)
-    comp = [[r["experiment"], r["compared_with"], _n(r["comparison_n"]), _ci(r, "roc_auc_difference"),
-             _p(r["p_roc_auc_bootstrap"], r["comparison_n_boot"]), _p(r["p_roc_auc_delong"]),
-             _fmt(r["pr_auc_difference"]), _p(r["p_pr_auc_bootstrap"], r["comparison_n_boot"])]
-            for r in records if r["compared_with"] is not None]
+    comp = [
+        [
+            r["experiment"],
+            r["compared_with"],
+            fmt_n(r["comparison_n"]),
+            fmt_ci(r, "roc_auc_difference"),
+            fmt_p(r["p_roc_auc_bootstrap"], r["comparison_n_boot"]),
+            fmt_p(r["p_roc_auc_delong"]),
+            fmt(r["pr_auc_difference"]),
+            fmt_p(r["p_pr_auc_bootstrap"], r["comparison_n_boot"]),
+        ]
+        for r in records
+        if r["compared_with"] is not None
+    ]
     level = int(round(100 * float(meta.get("level", 0.95))))
     parts = [
         "# metasplice results",
@@ -250,30 +240,67 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         f"max(DS_AG, DS_AL, DS_DG, DS_DL) of the base model, without training. The p-values compare each row "
         f"with the {reference} baseline on the same variants (paired bootstrap / DeLong, ROC-AUC). Every row is "
         f"measured on the test variants the {reference} base model scored"
-        + (f"; {excluded} test variants it could not score are left out of every row (a meta-model's ROC-AUC on all "
-           "the variants it scored is in summary.tsv, roc_auc_all_scored)." if excluded else "."),
+        + (
+            f"; {excluded} test variants it could not score are left out of every row (a meta-model's ROC-AUC on all "
+            "the variants it scored is in summary.tsv, roc_auc_all_scored)."
+            if excluded
+            else "."
+        ),
         "",
-        *(["Rows marked (CV) pool the test predictions of the leave-one-chromosome-group-out cross-validation "
-           "folds (each labelled variant tested once, by the fold that did not train or validate on it); their "
-           "calls use each fold's own validation threshold.", ""]
-          if any(r.get("evaluation") == "cross-validation" for r in records) else []),
+        *(
+            [
+                "Rows marked (CV) pool the test predictions of the leave-one-chromosome-group-out cross-validation "
+                "folds (each labelled variant tested once, by the fold that did not train or validate on it); their "
+                "calls use each fold's own validation threshold.",
+                "",
+            ]
+            if any(r.get("evaluation") == "cross-validation" for r in records)
+            else []
+        ),
         "## Summary",
         "",
-        _md_table(["experiment", "task", "correlation (r)", "ROC-AUC", "PR-AUC", "F1 @ val thr",
-                   "detection @ val thr", "FPR @ val thr", "stopped epoch", "training time",
-                   "n (SA/Normal)", f"p vs {reference} (bootstrap / DeLong)"], main),
+        md_table(
+            [
+                "experiment",
+                "task",
+                "correlation (r)",
+                "ROC-AUC",
+                "PR-AUC",
+                "F1 @ val thr",
+                "detection @ val thr",
+                "FPR @ val thr",
+                "stopped epoch",
+                "training time",
+                "n (SA/Normal)",
+                f"p vs {reference} (bootstrap / DeLong)",
+            ],
+            main,
+        ),
         "",
         f"## At the fixed threshold (score > {meta.get('fixed_threshold', 0.1)})",
         "",
         "SpliceAI's rule applies to delta scores only: baseline rows, delta and quantile models and mean ensembles "
         "of them (a probability, class score or rank has no such scale).",
         "",
-        _md_table(["experiment", "F1", "detection rate", "FPR", "val-chosen threshold"], fixed),
+        md_table(["experiment", "F1", "detection rate", "FPR", "val-chosen threshold"], fixed),
         "",
         f"## Paired comparison with {reference}",
         "",
-        _md_table(["experiment", "reference", "n", "Δ ROC-AUC [CI]", "p (bootstrap)", "p (DeLong)", "Δ PR-AUC",
-                   "p (bootstrap)"], comp) if comp else "No comparisons (no reference baseline).",
+        md_table(
+            [
+                "experiment",
+                "reference",
+                "n",
+                "Δ ROC-AUC [CI]",
+                "p (bootstrap)",
+                "p (DeLong)",
+                "Δ PR-AUC",
+                "p (bootstrap)",
+            ],
+            comp,
+        )
+        if comp
+        else "No comparisons (no reference baseline).",
         "",
     ]
     for title, table, col in (("By region", regions, "region"), ("By variant type", types, "variant_type")):
@@ -282,22 +309,39 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
             parts += ["No breakdown available.", ""]
             continue
         recs = table.astype(object).where(table.notna(), None).to_dict("records")
-        parts += [_md_table(
-            ["experiment", col, "n (SA/Normal)", "ROC-AUC", "detection @ val thr", "FPR @ val thr"],
-            [[r["experiment"], r[col], f"{_n(r['n'])} ({_n(r['n_splice_altering'])}/{_n(r['n_normal'])})",
-              _ci(r, "roc_auc"), _ci(r, "detection_rate_val_threshold"), _ci(r, "fpr_val_threshold")]
-             for r in recs]), ""]
+        parts += [
+            md_table(
+                ["experiment", col, "n (SA/Normal)", "ROC-AUC", "detection @ val thr", "FPR @ val thr"],
+                [
+                    [
+                        r["experiment"],
+                        r[col],
+                        f"{fmt_n(r['n'])} ({fmt_n(r['n_splice_altering'])}/{fmt_n(r['n_normal'])})",
+                        fmt_ci(r, "roc_auc"),
+                        fmt_ci(r, "detection_rate_val_threshold"),
+                        fmt_ci(r, "fpr_val_threshold"),
+                    ]
+                    for r in recs
+                ],
+            ),
+            "",
+        ]
     parts += [str(section).rstrip() + "\n" for section in meta.get("sections") or ()]
-    parts += ["Columns of summary.tsv hold every value with its `_low`/`_high` interval bounds; "
-              "'–' marks a value that is undefined (e.g. a single class in a cell) or does not apply.", ""]
+    parts += [
+        "Columns of summary.tsv hold every value with its `_low`/`_high` interval bounds; "
+        "'–' marks a value that is undefined (e.g. a single class in a cell) or does not apply.",
+        "",
+    ]
     return "\n".join(parts)
 
 
 def ensemble_markdown(summary: pd.DataFrame, items: Sequence[_Loaded]) -> str:
     """Section comparing every ensemble row with its members (rows of the same evaluation); '' if none."""
     rows = []
-    by_name = {(r["experiment"], r.get("evaluation")): r
-               for r in summary.astype(object).where(summary.notna(), None).to_dict("records")}
+    by_name = {
+        (r["experiment"], r.get("evaluation")): r
+        for r in summary.astype(object).where(summary.notna(), None).to_dict("records")
+    }
     for item in items:
         if item.metrics.get("kind") != "ensemble":
             continue
@@ -307,36 +351,56 @@ def ensemble_markdown(summary: pd.DataFrame, items: Sequence[_Loaded]) -> str:
             continue
         suffix = " (CV)" if item.label.endswith(" (CV)") else ""
         members = [by_name.get((f"{m}{suffix}", evaluation)) for m in item.metrics.get("members") or ()]
-        listed = ", ".join(f"{m} {_fmt(r['roc_auc']) if r else '–'}"
-                           for m, r in zip(item.metrics.get("members") or (), members))
+        listed = ", ".join(
+            f"{m} {fmt(r['roc_auc']) if r else '–'}" for m, r in zip(item.metrics.get("members") or (), members)
+        )
         scored = [r["roc_auc"] for r in members if r and r.get("roc_auc") is not None]
         best = max(scored) if scored else None
         delta = "–" if best is None or own.get("roc_auc") is None else f"{own['roc_auc'] - best:+.3f}"
-        rows.append([item.label, str(item.metrics.get("combine", "")), _ci(own, "roc_auc"), _ci(own, "pr_auc"),
-                     listed, delta])
+        rows.append(
+            [
+                item.label,
+                str(item.metrics.get("combine", "")),
+                fmt_ci(own, "roc_auc"),
+                fmt_ci(own, "pr_auc"),
+                listed,
+                delta,
+            ]
+        )
     if not rows:
         return ""
-    return "\n".join([
-        "## Ensembles", "",
-        "Each ensemble combines the test predictions of already evaluated member experiments (never retrained): "
-        "mean, rank mean, or a logistic regression cross-fitted on the validation split (stack). Δ: the "
-        "ensemble's ROC-AUC minus its best member's (point estimates; the summary's p-value compares it with "
-        "the reference base model).", "",
-        _md_table(["ensemble", "combine", "ROC-AUC", "PR-AUC", "members (ROC-AUC)", "Δ vs best member"], rows), "",
-    ])
+    return "\n".join(
+        [
+            "## Ensembles",
+            "",
+            "Each ensemble combines the test predictions of already evaluated member experiments (never retrained): "
+            "mean, rank mean, or a logistic regression cross-fitted on the validation split (stack). Δ: the "
+            "ensemble's ROC-AUC minus its best member's (point estimates; the summary's p-value compares it with "
+            "the reference base model).",
+            "",
+            md_table(["ensemble", "combine", "ROC-AUC", "PR-AUC", "members (ROC-AUC)", "Δ vs best member"], rows),
+            "",
+        ]
+    )
 
 
 def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> str:
     """Section of the stacked models' permutation importances (drop in validation ROC-AUC)."""
-    parts = ["## Stacked models: feature importance", "",
-             "Permutation importance on the validation split: the mean drop in validation ROC-AUC when one "
-             "feature's values are shuffled (± standard deviation over the repeats); the "
-             f"{top} most important features of each stacked model.", ""]
+    parts = [
+        "## Stacked models: feature importance",
+        "",
+        "Permutation importance on the validation split: the mean drop in validation ROC-AUC when one "
+        "feature's values are shuffled (± standard deviation over the repeats); the "
+        f"{top} most important features of each stacked model.",
+        "",
+    ]
     for name, table in tables.items():
-        rows = [[r.feature, f"{r.importance_mean:.4f} ± {r.importance_std:.4f}"]
-                for r in table.head(top).itertuples(index=False)]
+        rows = [
+            [r.feature, f"{r.importance_mean:.4f} ± {r.importance_std:.4f}"]
+            for r in table.head(top).itertuples(index=False)
+        ]
         n_rep = int(table["n_repeats"].iloc[0]) if "n_repeats" in table.columns and len(table) else "?"
-        parts += [f"### {name} ({n_rep} repeats)", "", _md_table(["feature", "Δ validation ROC-AUC"], rows), ""]
+        parts += [f"### {name} ({n_rep} repeats)", "", md_table(["feature", "Δ validation ROC-AUC"], rows), ""]
     return "\n".join(parts)
 
 
@@ -345,7 +409,17 @@ def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> st
 # the long table of their metrics, from the task keys of metrics.json (metasplice.evaluation.evaluate.task_metrics)
 
 TASK_TABLE_COLUMNS: tuple[str, ...] = (
-    "experiment", "evaluation", "task", "section", "metric", "group", "n", "nominal", "estimate", "low", "high",
+    "experiment",
+    "evaluation",
+    "task",
+    "section",
+    "metric",
+    "group",
+    "n",
+    "nominal",
+    "estimate",
+    "low",
+    "high",
 )
 # (label, single task whose rows are compared, metrics.json path of the value, of its n)
 MULTITASK_COMPARISONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -362,13 +436,13 @@ def _with_task_key(items: Sequence[_Loaded], key: str) -> list[_Loaded]:
 
 def _iv_text(iv: Mapping | None) -> str:
     """``estimate [low, high]`` of an interval dict; '–' when undefined."""
-    return _ci(_interval_columns("value", iv), "value")
+    return fmt_ci(_interval_columns("value", iv), "value")
 
 
 def _suffix_order(keys: Sequence[str], prefix: str) -> list[str]:
     """Keys ``<prefix><int>`` in increasing order of their number (``top1``, ``top3``; ``within_2`` ...)."""
-    found = [k for k in keys if k.startswith(prefix) and k[len(prefix):].isdigit()]
-    return sorted(found, key=lambda k: int(k[len(prefix):]))
+    found = [k for k in keys if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+    return sorted(found, key=lambda k: int(k[len(prefix) :]))
 
 
 def effect_type_markdown(items: Sequence[_Loaded]) -> str:
@@ -377,29 +451,62 @@ def effect_type_markdown(items: Sequence[_Loaded]) -> str:
     rows = _with_task_key(items, "effect_type")
     if not rows:
         return ""
-    parts = ["## Effect type (step 2)", "",
-             "Effect class of the labelled test variants that have one: Normal, or the class of the base model's "
-             "dominant delta score for Splice-altering variants (complex when a second delta score comes close). "
-             "Macro-F1 is the mean per-class F1 over the classes present among the targets or the predictions; "
-             "support is the number of test variants of each target class.", "",
-             _md_table(["experiment", "task", "n", "macro-F1"],
-                       [[it.label, it.metrics.get("task", ""), _n(it.metrics["effect_type"].get("n")),
-                         _iv_text(it.metrics["effect_type"].get("macro_f1"))] for it in rows]), ""]
+    parts = [
+        "## Effect type (step 2)",
+        "",
+        "Effect class of the labelled test variants that have one: Normal, or the class of the base model's "
+        "dominant delta score for Splice-altering variants (complex when a second delta score comes close). "
+        "Macro-F1 is the mean per-class F1 over the classes present among the targets or the predictions; "
+        "support is the number of test variants of each target class.",
+        "",
+        md_table(
+            ["experiment", "task", "n", "macro-F1"],
+            [
+                [
+                    it.label,
+                    it.metrics.get("task", ""),
+                    fmt_n(it.metrics["effect_type"].get("n")),
+                    _iv_text(it.metrics["effect_type"].get("macro_f1")),
+                ]
+                for it in rows
+            ],
+        ),
+        "",
+    ]
     for it in rows:
         fx = it.metrics["effect_type"]
         per_class = fx.get("per_class") or {}
         classes = list(fx.get("classes") or per_class)
-        parts += [f"### {it.label}", "",
-                  _md_table(["class", "support", "precision", "recall", "F1"],
-                            [[c, _n(_get(per_class, c, "support")), _iv_text(_get(per_class, c, "precision")),
-                              _iv_text(_get(per_class, c, "recall")), _iv_text(_get(per_class, c, "f1"))]
-                             for c in classes]), ""]
+        parts += [
+            f"### {it.label}",
+            "",
+            md_table(
+                ["class", "support", "precision", "recall", "F1"],
+                [
+                    [
+                        c,
+                        fmt_n(_get(per_class, c, "support")),
+                        _iv_text(_get(per_class, c, "precision")),
+                        _iv_text(_get(per_class, c, "recall")),
+                        _iv_text(_get(per_class, c, "f1")),
+                    ]
+                    for c in classes
+                ],
+            ),
+            "",
+        ]
         counts = _get(fx, "confusion_matrix", "counts")
         if counts:
             labels = list(_get(fx, "confusion_matrix", "labels") or classes)
-            parts += ["Confusion matrix (counts; rows: target class, columns: predicted class):", "",
-                      _md_table(["target / predicted", *labels, "total"],
-                                [[t, *(_n(v) for v in row), _n(sum(row))] for t, row in zip(labels, counts)]), ""]
+            parts += [
+                "Confusion matrix (counts; rows: target class, columns: predicted class):",
+                "",
+                md_table(
+                    ["target / predicted", *labels, "total"],
+                    [[t, *(fmt_n(v) for v in row), fmt_n(sum(row))] for t, row in zip(labels, counts)],
+                ),
+                "",
+            ]
     return "\n".join(parts)
 
 
@@ -412,16 +519,28 @@ def localisation_markdown(items: Sequence[_Loaded]) -> str:
     keys = list(dict.fromkeys(k for it in rows for k in it.metrics["localisation"]))
     tops, within = _suffix_order(keys, "top"), _suffix_order(keys, "within_")
     header = ["experiment", "task", "n", *(f"top-{k[3:]}" for k in tops), *(f"within ±{k[7:]} nt" for k in within)]
-    table = [[it.label, it.metrics.get("task", ""), _n(it.metrics["localisation"].get("n")),
-              *(_iv_text(it.metrics["localisation"].get(k)) for k in (*tops, *within))] for it in rows]
-    return "\n".join([
-        "## Splice-site localisation (step 3)", "",
-        "Where the splice change lies: the target is the offset (nt from the variant, in window orientation) of "
-        "the base model's dominant delta score, for the Splice-altering test variants whose dominant delta lies "
-        "within the model's distance (n). Top-k: the target is among the model's k most probable offsets; "
-        "within ± t nt: the most probable offset is at most t nt from the target.", "",
-        _md_table(header, table), "",
-    ])
+    table = [
+        [
+            it.label,
+            it.metrics.get("task", ""),
+            fmt_n(it.metrics["localisation"].get("n")),
+            *(_iv_text(it.metrics["localisation"].get(k)) for k in (*tops, *within)),
+        ]
+        for it in rows
+    ]
+    return "\n".join(
+        [
+            "## Splice-site localisation (step 3)",
+            "",
+            "Where the splice change lies: the target is the offset (nt from the variant, in window orientation) of "
+            "the base model's dominant delta score, for the Splice-altering test variants whose dominant delta lies "
+            "within the model's distance (n). Top-k: the target is among the model's k most probable offsets; "
+            "within ± t nt: the most probable offset is at most t nt from the target.",
+            "",
+            md_table(header, table),
+            "",
+        ]
+    )
 
 
 def _quantile_label_counts(item: _Loaded, targets: Sequence[str]) -> dict[str, int]:
@@ -458,25 +577,31 @@ def quantile_markdown(items: Sequence[_Loaded]) -> str:
         for scope, n, iv in scopes:
             est = _get(iv, "estimate")
             diff = None if est is None or nominal is None else float(est) - float(nominal)
-            coverage.append([it.label, span, scope, _n(n), _fmt(nominal), _iv_text(iv), _signed(diff)])
+            coverage.append([it.label, span, scope, fmt_n(n), fmt(nominal), _iv_text(iv), _signed(diff)])
         for level, iv in (q.get("share_at_or_below") or {}).items():
-            shares.append([it.label, f"q{level}", _fmt(_float(level)), _iv_text(iv)])
+            shares.append([it.label, f"q{level}", fmt(_float(level)), _iv_text(iv)])
     tolerance = next((it.metrics["quantile"].get("tolerance") for it in rows), None)
     parts = [
-        "## Quantile delta regression: interval calibration", "",
+        "## Quantile delta regression: interval calibration",
+        "",
         "Coverage of the predicted interval between the lowest and the highest quantile of each delta score: the "
         "share of the validated targets inside it"
         + (f" (within {_g(tolerance)}, the resolution of the base model's scores)" if tolerance else "")
         + ", on the labelled test variants with finite targets; nominal is the interval's level (highest minus "
         "lowest quantile). Overall and per label every target of a variant counts; n is the number of variants.",
         "",
-        _md_table(["experiment", "interval", "scope", "n", "nominal", "empirical coverage", "empirical − nominal"],
-                  coverage),
+        md_table(
+            ["experiment", "interval", "scope", "n", "nominal", "empirical coverage", "empirical − nominal"], coverage
+        ),
         "",
     ]
     if shares:
-        parts += ["Share of the targets at or below each predicted quantile (ideally the quantile itself):", "",
-                  _md_table(["experiment", "quantile", "nominal", "share at or below"], shares), ""]
+        parts += [
+            "Share of the targets at or below each predicted quantile (ideally the quantile itself):",
+            "",
+            md_table(["experiment", "quantile", "nominal", "share at or below"], shares),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -523,27 +648,53 @@ def multitask_markdown(items: Sequence[_Loaded]) -> str:
             theirs = _get(best.metrics, *value) if best is not None else None
             a, b = _get(mine, "estimate"), _get(theirs, "estimate")
             diff = None if a is None or b is None else float(a) - float(b)
-            table.append([
-                it.label, label, _iv_text(mine), _n(_get(it.metrics, *n_path)),
-                best.label if best is not None else "–", _iv_text(theirs),
-                _n(_get(best.metrics, *n_path)) if best is not None else "–", _signed(diff),
-            ])
-    return "\n".join([
-        "## Multi-task model vs single-task models (step 4)", "",
-        "Each head of a multi-task model next to the best single-task model of the same metric (binary for "
-        "ROC-AUC, effect_type for macro-F1, localisation for top-1), evaluated on the same split (test-split rows "
-        "with test-split rows, cross-validated rows with cross-validated rows). Intervals are each row's own; "
-        "the difference is of the point estimates, not a paired test. '–': no single-task row of that task.", "",
-        _md_table(["multi-task model", "metric", "multi-task", "n", "best single-task model", "single-task", "n",
-                   "difference"], table),
-        "",
-    ])
+            table.append(
+                [
+                    it.label,
+                    label,
+                    _iv_text(mine),
+                    fmt_n(_get(it.metrics, *n_path)),
+                    best.label if best is not None else "–",
+                    _iv_text(theirs),
+                    fmt_n(_get(best.metrics, *n_path)) if best is not None else "–",
+                    _signed(diff),
+                ]
+            )
+    return "\n".join(
+        [
+            "## Multi-task model vs single-task models (step 4)",
+            "",
+            "Each head of a multi-task model next to the best single-task model of the same metric (binary for "
+            "ROC-AUC, effect_type for macro-F1, localisation for top-1), evaluated on the same split (test-split rows "
+            "with test-split rows, cross-validated rows with cross-validated rows). Intervals are each row's own; "
+            "the difference is of the point estimates, not a paired test. '–': no single-task row of that task.",
+            "",
+            md_table(
+                [
+                    "multi-task model",
+                    "metric",
+                    "multi-task",
+                    "n",
+                    "best single-task model",
+                    "single-task",
+                    "n",
+                    "difference",
+                ],
+                table,
+            ),
+            "",
+        ]
+    )
 
 
 def task_sections(items: Sequence[_Loaded]) -> list[str]:
     """The non-empty effect-task sections of summary.md, in step order."""
-    sections = (effect_type_markdown(items), localisation_markdown(items), quantile_markdown(items),
-                multitask_markdown(items))
+    sections = (
+        effect_type_markdown(items),
+        localisation_markdown(items),
+        quantile_markdown(items),
+        multitask_markdown(items),
+    )
     return [s for s in sections if s]
 
 
@@ -555,12 +706,15 @@ def task_summary_columns(summary: pd.DataFrame, items: Sequence[_Loaded]) -> pd.
     has are not added."""
     if len(summary) != len(items):
         raise ValueError(f"summary has {len(summary)} rows for {len(items)} report rows")
-    keys = {section: list(dict.fromkeys(k for it in _with_task_key(items, section) for k in it.metrics[section]))
-            for section in ("effect_type", "localisation", "quantile")}
-    values = {"effect_type": ["macro_f1"] if keys["effect_type"] else [],
-              "localisation": [*_suffix_order(keys["localisation"], "top"),
-                               *_suffix_order(keys["localisation"], "within_")],
-              "quantile": ["coverage"] if keys["quantile"] else []}
+    keys = {
+        section: list(dict.fromkeys(k for it in _with_task_key(items, section) for k in it.metrics[section]))
+        for section in ("effect_type", "localisation", "quantile")
+    }
+    values = {
+        "effect_type": ["macro_f1"] if keys["effect_type"] else [],
+        "localisation": [*_suffix_order(keys["localisation"], "top"), *_suffix_order(keys["localisation"], "within_")],
+        "quantile": ["coverage"] if keys["quantile"] else [],
+    }
     rows = []
     for it in items:
         row: dict[str, Any] = {}
@@ -589,13 +743,23 @@ def task_table(items: Sequence[_Loaded]) -> pd.DataFrame:
     """
     out: list[dict[str, Any]] = []
     for it in items:
-        base = {"experiment": it.label, "evaluation": it.metrics.get("evaluation", "test split"),
-                "task": it.metrics.get("task", "")}
+        base = {
+            "experiment": it.label,
+            "evaluation": it.metrics.get("evaluation", "test split"),
+            "task": it.metrics.get("task", ""),
+        }
 
-        def add(section: str, metric: str, group: str, n: Any, iv: Mapping | None, nominal: Any = None,
-                **values: Any) -> None:
-            out.append({**base, "section": section, "metric": metric, "group": group, "n": n,
-                        "nominal": nominal, **{k: _get(iv, k) for k in ("estimate", "low", "high")}, **values})
+        def add(
+            section: str, metric: str, group: str, n: Any, iv: Mapping | None, nominal: Any = None, **values: Any
+        ) -> None:
+            out.append(
+                {
+                    **base,  # noqa: B023 (called within this iteration) "section": section, "metric": metric, "group": group, "n": n,
+                    "nominal": nominal,
+                    **{k: _get(iv, k) for k in ("estimate", "low", "high")},
+                    **values,
+                }
+            )
 
         fx = it.metrics.get("effect_type")
         if isinstance(fx, Mapping):
@@ -689,11 +853,11 @@ def plot_curves(items: Sequence[_Loaded], kind: str, path: str | os.PathLike) ->
             if kind == "roc":
                 fpr, tpr, _ = roc_curve(y, s)
                 value = _get(item.metrics, "metrics", "roc_auc", "estimate")
-                ax.plot(fpr, tpr, label=f"{item.label} (AUC {_fmt(value)})", **style)
+                ax.plot(fpr, tpr, label=f"{item.label} (AUC {fmt(value)})", **style)
             else:
                 precision, recall, _ = precision_recall_curve(y, s)
                 value = _get(item.metrics, "metrics", "pr_auc", "estimate")
-                ax.step(recall, precision, where="post", label=f"{item.label} (AP {_fmt(value)})", **style)
+                ax.step(recall, precision, where="post", label=f"{item.label} (AP {fmt(value)})", **style)
         if kind == "roc":
             ax.plot([0, 1], [0, 1], color="lightgray", linewidth=0.8)
             ax.set(xlabel="false-positive rate", ylabel="detection rate (TPR)", title=f"ROC, {where}")
@@ -753,9 +917,14 @@ def plot_scatter(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
         ax.scatter(t[ok], p[ok], s=6, alpha=0.5)
         ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8)
         r = _get(item.metrics, "correlation", "max", "estimate")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="target max DS", ylabel="predicted max DS",
-               title=f"{item.label}: r = {_fmt(r)} (n = {int(ok.sum())})")
-    for ax in axes.ravel()[len(delta):]:
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="target max DS",
+            ylabel="predicted max DS",
+            title=f"{item.label}: r = {fmt(r)} (n = {int(ok.sum())})",
+        )
+    for ax in axes.ravel()[len(delta) :]:
         if delta:
             ax.set_axis_off()
     _save(fig, path)
@@ -766,14 +935,13 @@ def plot_regions(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
     (test-split rows; the cross-validated cells are in the tables)."""
     items = [it for it in items if not _is_cv(it)]
     regions = region_table(items, "region")
-    fig, axes = plt.subplots(2, 1, figsize=(max(7, 1.6 * len(REGION_ORDER) + 0.4 * len(items)), 8))
+    fig, axes = plt.subplots(2, 1, figsize=(max(7, 1.6 * len(REGIONS) + 0.4 * len(items)), 8))
     if regions.empty:
         _empty(axes[0], "no region breakdown")
         axes[1].set_axis_off()
         _save(fig, path)
         return
-    groups = [g for g in REGION_ORDER if g in set(regions["region"])] + sorted(
-        set(regions["region"]) - set(REGION_ORDER))
+    groups = [g for g in REGIONS if g in set(regions["region"])] + sorted(set(regions["region"]) - set(REGIONS))
     names = list(dict.fromkeys(regions["experiment"]))
     baseline_names = [it.label for it in items if it.is_baseline]
     others = [n for n in names if n not in baseline_names]
@@ -781,8 +949,10 @@ def plot_regions(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
     colors.update({n: f"C{i % 10}" for i, n in enumerate(others)})  # as in the ROC / PR figures
     width = 0.8 / max(1, len(names))
     x = np.arange(len(groups))
-    for ax, metric, title in ((axes[0], "roc_auc", "ROC-AUC"),
-                              (axes[1], "detection_rate_val_threshold", "detection rate at the validation threshold")):
+    for ax, metric, title in (
+        (axes[0], "roc_auc", "ROC-AUC"),
+        (axes[1], "detection_rate_val_threshold", "detection rate at the validation threshold"),
+    ):
         for j, name in enumerate(names):
             sub = regions[regions["experiment"] == name].set_index("region").reindex(groups)
             est = sub[metric].astype(float).to_numpy()
@@ -793,8 +963,16 @@ def plot_regions(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
             ax.bar(pos, np.nan_to_num(est), width, yerr=err, capsize=2, label=name, color=colors[name])
             if ax is axes[0]:  # n (Splice-altering) of each cell under its bar
                 for xp, n, n_sa in zip(pos, sub["n"], sub["n_splice_altering"]):
-                    ax.text(xp, 0.02, f"{_n(n)} ({_n(n_sa)})", rotation=90, ha="center", va="bottom", fontsize=6,
-                            color="white" if name in baseline_names else "black")
+                    ax.text(
+                        xp,
+                        0.02,
+                        f"{fmt_n(n)} ({fmt_n(n_sa)})",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        color="white" if name in baseline_names else "black",
+                    )
         ax.set_xticks(x, groups)
         ax.set(ylim=(0, 1.05), ylabel=title, title=f"{title} by region (test split)")
     axes[0].text(1.0, -0.12, "in bars: n (Splice-altering)", transform=axes[0].transAxes, ha="right", fontsize=7)
@@ -847,7 +1025,7 @@ def build_report(
     if ensembles:
         meta["sections"] = [*meta.get("sections", ()), ensembles]
     if sweeps:
-        from metasplice.experiments.sweeps import sweep_markdown, sweep_tables
+        from metasplice.evaluation.sweep_tables import sweep_markdown, sweep_tables
 
         section = sweep_markdown(sweep_tables(summary, sweeps))
         if section:
@@ -857,9 +1035,16 @@ def build_report(
     types = region_table(items, "variant_type")
     write_tsv(summary, summary_tsv)
     if regions_tsv is not None:
-        write_tsv(pd.concat([regions.assign(breakdown="region").rename(columns={"region": "group"}),
-                             types.assign(breakdown="variant_type").rename(columns={"variant_type": "group"})],
-                            ignore_index=True), regions_tsv)
+        write_tsv(
+            pd.concat(
+                [
+                    regions.assign(breakdown="region").rename(columns={"region": "group"}),
+                    types.assign(breakdown="variant_type").rename(columns={"variant_type": "group"}),
+                ],
+                ignore_index=True,
+            ),
+            regions_tsv,
+        )
     if tasks_tsv is not None:
         write_tsv(task_table(items), tasks_tsv)
     with atomic_output(summary_md) as tmp:

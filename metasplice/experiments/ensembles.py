@@ -59,12 +59,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import metasplice.evaluation.predictions as EP
 from metasplice.evaluation import evaluate as E
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ class EnsembleConfig:
         object.__setattr__(self, "seed", int(self.seed))
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], name: str = "", demo: bool = False) -> "EnsembleConfig":
+    def from_dict(cls, values: Mapping[str, Any], name: str = "", demo: bool = False) -> EnsembleConfig:
         """Build from an experiment mapping (``demo`` overrides applied in demo runs); errors name ``name``."""
         where = f"experiment {name!r}" if name else "ensemble"
         spec = dict(values or {})
@@ -128,8 +130,9 @@ class EnsembleConfig:
         unknown = sorted(set(spec) - set(ENSEMBLE_KEYS))
         unknown += sorted(f"demo.{k}" for k in set(overrides) - (set(ENSEMBLE_KEYS) - {"demo"}))
         if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; valid keys for model {ENSEMBLE_MODEL!r}: "
-                             f"{', '.join(ENSEMBLE_KEYS)}")
+            raise ValueError(
+                f"{where}: unknown keys {unknown}; valid keys for model {ENSEMBLE_MODEL!r}: {', '.join(ENSEMBLE_KEYS)}"
+            )
         if demo:
             spec.update(overrides)
         model = spec.pop("model", ENSEMBLE_MODEL)
@@ -139,8 +142,12 @@ class EnsembleConfig:
             raise ValueError(f"{where}: no 'members' (the experiments to combine)")
         weights = spec.pop("weights", None)
         try:
-            return cls(members=spec.pop("members"), weights=None if weights is None else tuple(weights),
-                       description=str(spec.pop("description", "") or ""), **spec)
+            return cls(
+                members=spec.pop("members"),
+                weights=None if weights is None else tuple(weights),
+                description=str(spec.pop("description", "") or ""),
+                **spec,
+            )
         except (TypeError, ValueError) as error:
             raise ValueError(f"{where}: {error}") from None
 
@@ -150,9 +157,14 @@ class EnsembleConfig:
         return w / w.sum()
 
     def to_dict(self) -> dict:
-        return {"members": list(self.members), "combine": self.combine,
-                "weights": None if self.weights is None else list(self.weights), "description": self.description,
-                "folds": self.folds, "seed": self.seed}
+        return {
+            "members": list(self.members),
+            "combine": self.combine,
+            "weights": None if self.weights is None else list(self.weights),
+            "description": self.description,
+            "folds": self.folds,
+            "seed": self.seed,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +178,7 @@ def _values(table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _member_table(name: str, table: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in (*E.VARIANT_COLUMNS, "score") if c not in table.columns]
+    missing = [c for c in (*EP.VARIANT_COLUMNS, "score") if c not in table.columns]
     if missing:
         raise ValueError(f"predictions of member {name!r} lack columns {missing}")
     ids = table["variant_id"].astype(str)
@@ -197,15 +209,18 @@ def align_members(
             raise ValueError(
                 f"ensemble members {first!r} ({len(ids)} variants) and {name!r} ({len(other)} variants) cover "
                 f"different variants: {only_first} only in {first!r}, {only_other} only in {name!r}; evaluate every "
-                "member on the same variants file")
+                "member on the same variants file"
+            )
         other = other.reindex(ids)
         for column in ("split", "label"):
             differ = int((_values(ref, column) != _values(other, column)).sum())
             if differ:
-                raise ValueError(f"ensemble members {first!r} and {name!r} disagree on {column!r} for {differ} "
-                                 "variants; evaluate every member on the same variants file")
+                raise ValueError(
+                    f"ensemble members {first!r} and {name!r} disagree on {column!r} for {differ} "
+                    "variants; evaluate every member on the same variants file"
+                )
         aligned[name] = other
-    base = ref[list(E.VARIANT_COLUMNS)].reset_index(drop=True)
+    base = ref[list(EP.VARIANT_COLUMNS)].reset_index(drop=True)
     base["label"] = base["label"].astype(np.int8)
     return base, aligned
 
@@ -242,8 +257,10 @@ def stack_scores(
     y = val_label[fit_rows].astype(np.int64)
     smaller = int(min((y == 0).sum(), (y == 1).sum()))
     if smaller < 2:
-        raise ValueError(f"stacking needs at least 2 scored validation variants of each class; got "
-                         f"{int((y == 1).sum())} Splice-altering and {int((y == 0).sum())} Normal")
+        raise ValueError(
+            f"stacking needs at least 2 scored validation variants of each class; got "
+            f"{int((y == 1).sum())} Splice-altering and {int((y == 0).sum())} Normal"
+        )
     k = min(int(folds), smaller)
     out = np.full(len(scores), np.nan)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -256,9 +273,14 @@ def stack_scores(
     if rest.size:
         out[rest] = full.predict_proba(scores[rest])[:, 1]
     lr = full[-1]
-    info = {"folds": k, "seed": int(seed), "n_fit": int(len(fit_rows)),
-            "model": "logistic regression (C=1) on standardised member scores",
-            "coefficients": [float(c) for c in lr.coef_[0]], "intercept": float(lr.intercept_[0])}
+    info = {
+        "folds": k,
+        "seed": int(seed),
+        "n_fit": int(len(fit_rows)),
+        "model": "logistic regression (C=1) on standardised member scores",
+        "coefficients": [float(c) for c in lr.coef_[0]],
+        "intercept": float(lr.intercept_[0]),
+    }
     return out, info
 
 
@@ -280,7 +302,9 @@ def combine_scores(
 
 
 def _delta_names(table: pd.DataFrame) -> list[str]:
-    return [c[len("pred_"):] for c in table.columns if c.startswith("pred_") and f"target_{c[len('pred_'):]}" in table]
+    return [
+        c[len("pred_") :] for c in table.columns if c.startswith("pred_") and f"target_{c[len('pred_') :]}" in table
+    ]
 
 
 def _delta_columns(aligned: Mapping[str, pd.DataFrame], config: EnsembleConfig) -> dict[str, np.ndarray]:
@@ -294,8 +318,13 @@ def _delta_columns(aligned: Mapping[str, pd.DataFrame], config: EnsembleConfig) 
     for m in members[1:]:
         for n in names:
             if not np.allclose(aligned[m][f"target_{n}"].to_numpy(np.float64), targets[n], equal_nan=True):
-                log.warning("ensemble members %s and %s have different target_%s (different base models?); "
-                            "the ensemble gets no delta columns", members[0], m, n)
+                log.warning(
+                    "ensemble members %s and %s have different target_%s (different base models?); "
+                    "the ensemble gets no delta columns",
+                    members[0],
+                    m,
+                    n,
+                )
                 return {}
     w = config.normalised_weights() if config.combine == "mean" else np.full(len(members), 1.0 / len(members))
     columns: dict[str, np.ndarray] = {}
@@ -333,7 +362,7 @@ def build_ensemble(tables: Mapping[str, pd.DataFrame], config: EnsembleConfig) -
     for column, values in _delta_columns(aligned, config).items():
         table[column] = values
     quantiles = _quantile_columns(aligned, config)
-    if quantiles and all(f"target_{c[len('pred_'):].rsplit('_q', 1)[0]}" in table.columns for c in quantiles):
+    if quantiles and all(f"target_{c[len('pred_') :].rsplit('_q', 1)[0]}" in table.columns for c in quantiles):
         for column, values in quantiles.items():
             table[column] = values
     for j, m in enumerate(members):
@@ -352,19 +381,23 @@ def ensemble_predictions(tables: Mapping[str, pd.DataFrame], config: EnsembleCon
 
 def _check_variants(pred: pd.DataFrame, variants: pd.DataFrame, variants_path: str | os.PathLike) -> None:
     """The ensemble rows must be the validation and test rows of the variants file, same split and label."""
-    rows = variants[variants["split"].astype(str).isin(E.EVAL_SPLITS)]
+    rows = variants[variants["split"].astype(str).isin(EP.EVAL_SPLITS)]
     expected = rows.assign(variant_id=rows["variant_id"].astype(str)).set_index("variant_id")
     ids = pd.Index(pred["variant_id"].astype(str))
     missing, extra = int((~expected.index.isin(ids)).sum()), int((~ids.isin(expected.index)).sum())
     if missing or extra:
-        raise ValueError(f"member predictions cover {len(ids)} variants but {variants_path} has {len(expected)} "
-                         f"validation/test variants ({missing} missing, {extra} not among them); re-evaluate the "
-                         "members on this variants file")
+        raise ValueError(
+            f"member predictions cover {len(ids)} variants but {variants_path} has {len(expected)} "
+            f"validation/test variants ({missing} missing, {extra} not among them); re-evaluate the "
+            "members on this variants file"
+        )
     for column in ("split", "label"):
         differ = int((_values(pred, column) != _values(expected.reindex(ids), column)).sum())
         if differ:
-            raise ValueError(f"member predictions and {variants_path} disagree on {column!r} for {differ} variants; "
-                             "re-evaluate the members on this variants file")
+            raise ValueError(
+                f"member predictions and {variants_path} disagree on {column!r} for {differ} variants; "
+                "re-evaluate the members on this variants file"
+            )
 
 
 def evaluate_ensemble_files(
@@ -409,8 +442,9 @@ def evaluate_ensemble_files(
     result = E.evaluate_predictions(pred, cfg, experiment, "ensemble", reference, cfg.reference, extra, fixed_scale)
     if any(c.startswith("pred_") and "_q" in c for c in pred.columns):  # a quantile ensemble
         result.update(E.task_metrics(pred, "quantile", cfg))
-    E.write_evaluation(pred, result, predictions_out, metrics_out,
-                       f"{experiment} ({config.combine} of {', '.join(config.members)})")
+    E.write_evaluation(
+        pred, result, predictions_out, metrics_out, f"{experiment} ({config.combine} of {', '.join(config.members)})"
+    )
     return result
 
 
@@ -426,7 +460,7 @@ def is_ensemble(spec: Any) -> bool:
 def ensemble_for(name: str, config: Mapping[str, Any]) -> EnsembleConfig:
     """The :class:`EnsembleConfig` behind an instance name (``E`` or ``E__fold{k}``); members must be
     configured experiments, and no ensemble may contain itself (directly or through other ensembles)."""
-    from metasplice.evaluation.crossval import split_fold_name
+    from metasplice.data.splits import split_fold_name
 
     experiment, _ = split_fold_name(name)
     experiments = config.get("experiments") or {}
@@ -453,18 +487,3 @@ def ensemble_for(name: str, config: Mapping[str, Any]) -> EnsembleConfig:
             path.append(member)
             stack.append((member, iter(inner.members)))
     return ens
-
-
-def ensemble_inputs(config: Mapping[str, Any], name: str, variants: str, results: str = "results") -> dict:
-    """Inputs of an ensemble evaluation rule for instance ``name``: the members' predictions (their
-    ``__fold{k}`` instances for a fold), the variants file and the reference base model's scores."""
-    from metasplice.evaluation.crossval import split_fold_name
-
-    _, fold = split_fold_name(name)
-    suffix = "" if fold is None else f"__fold{fold}"
-    ens = ensemble_for(name, config)
-    return {
-        "predictions": [f"{results}/eval/{m}{suffix}/predictions.parquet" for m in ens.members],
-        "variants": E.experiment_variants(config, name, variants),
-        "reference": f"{results}/targets/{E.reference_base(config)}/scores.parquet",
-    }

@@ -20,9 +20,9 @@ Every unknown key, unknown model, context that is not extracted, or foundation m
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
+from typing import Any
 
 from metasplice.models import model_config as build_model_config
 from metasplice.models.registry import ARCHITECTURES, config_fields
@@ -46,7 +46,6 @@ def experiment_kind(spec: Mapping[str, Any] | None) -> str:
 def trained_experiments(experiments: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Names of the experiments trained by metasplice.training.train (meta-models left out), in config order."""
     return [name for name, spec in experiments.items() if experiment_kind(spec) == "trained"]
-
 
 
 @dataclass(frozen=True)
@@ -73,19 +72,28 @@ class Experiment:
     def to_dict(self) -> dict:
         """Plain-type form (Snakemake params, logs); :func:`experiment_from_dict` reverses it."""
         return {
-            "name": self.name, "model": self.architecture, "model_config": dataclasses.asdict(self.model_config),
-            "train_config": dataclasses.asdict(self.train_config), "base": self.base, "gpu": self.gpu,
-            "threads": self.threads, "description": self.description,
+            "name": self.name,
+            "model": self.architecture,
+            "model_config": dataclasses.asdict(self.model_config),
+            "train_config": dataclasses.asdict(self.train_config),
+            "base": self.base,
+            "gpu": self.gpu,
+            "threads": self.threads,
+            "description": self.description,
         }
 
 
 def experiment_from_dict(values: Mapping[str, Any]) -> Experiment:
     """Rebuild an :class:`Experiment` from :meth:`Experiment.to_dict` output."""
     return Experiment(
-        name=values["name"], architecture=values["model"],
+        name=values["name"],
+        architecture=values["model"],
         model_config=build_model_config(values["model"], dict(values["model_config"])),
-        train_config=TrainConfig(**values["train_config"]), base=values["base"], gpu=int(values["gpu"]),
-        threads=int(values["threads"]), description=values.get("description", ""),
+        train_config=TrainConfig(**values["train_config"]),
+        base=values["base"],
+        gpu=int(values["gpu"]),
+        threads=int(values["threads"]),
+        description=values.get("description", ""),
     )
 
 
@@ -101,8 +109,10 @@ def resolve_experiment(
         raise ValueError(f"unknown experiment {name!r}; configured experiments: {', '.join(sorted(experiments))}")
     kind = experiment_kind(experiments[name])
     if kind != "trained":
-        raise ValueError(f"experiment {name!r} is a {kind} meta-model, built from other experiments, not trained "
-                         "by metasplice.training.train")
+        raise ValueError(
+            f"experiment {name!r} is a {kind} meta-model, built from other experiments, not trained "
+            "by metasplice.training.train"
+        )
     train_fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
     training = dict(training or {})
     training_demo = training.pop("demo", None) or {}
@@ -112,8 +122,10 @@ def resolve_experiment(
         training.update(training_demo)
     unknown = sorted(set(training) - set(train_fields) - set(TRAINING_EXTRA_KEYS))
     if unknown:
-        raise ValueError(f"config 'training': unknown keys {unknown}; valid keys: "
-                         f"{', '.join(sorted(train_fields + TRAINING_EXTRA_KEYS))}")
+        raise ValueError(
+            f"config 'training': unknown keys {unknown}; valid keys: "
+            f"{', '.join(sorted(train_fields + TRAINING_EXTRA_KEYS))}"
+        )
     spec = dict(experiments[name] or {})
     overrides = spec.pop("demo", None) or {}
     if not isinstance(overrides, Mapping):
@@ -129,11 +141,15 @@ def resolve_experiment(
     model_fields = config_fields(architecture)
     unknown = sorted(set(spec) - set(model_fields) - set(train_fields) - set(EXPERIMENT_KEYS))
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; valid keys for model {architecture!r}: "
-                         f"{', '.join(sorted(set(model_fields) | set(train_fields) | set(EXPERIMENT_KEYS)))}")
+        raise ValueError(
+            f"{where}: unknown keys {unknown}; valid keys for model {architecture!r}: "
+            f"{', '.join(sorted(set(model_fields) | set(train_fields) | set(EXPERIMENT_KEYS)))}"
+        )
     if "model_path" in model_fields and not spec.get("model_path"):
-        raise ValueError(f"{where}: model {architecture!r} needs model_path (a Hugging Face hub id such as "
-                         "LongSafari/hyenadna-small-32k-seqlen-hf, or a local snapshot directory)")
+        raise ValueError(
+            f"{where}: model {architecture!r} needs model_path (a Hugging Face hub id such as "
+            "LongSafari/hyenadna-small-32k-seqlen-hf, or a local snapshot directory)"
+        )
     extras = {**TRAINING_DEFAULTS, **{k: training[k] for k in TRAINING_EXTRA_KEYS if k in training}}
     extras.update({k: spec[k] for k in TRAINING_EXTRA_KEYS if k in spec})
     train_values = {k: v for k, v in training.items() if k in train_fields}
@@ -144,11 +160,20 @@ def resolve_experiment(
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from error
     if contexts is not None and model_cfg.context not in [int(c) for c in contexts]:
-        raise ValueError(f"{where}: context {model_cfg.context} is not extracted; extracted contexts "
-                         f"(sequences.contexts): {sorted(int(c) for c in contexts)}; add it there or use one of them")
-    return Experiment(name=name, architecture=architecture, model_config=model_cfg, train_config=train_cfg,
-                      base=str(extras["base"]), gpu=int(extras["gpu"]), threads=int(extras["threads"]),
-                      description=str(spec.get("description", "")))
+        raise ValueError(
+            f"{where}: context {model_cfg.context} is not extracted; extracted contexts "
+            f"(sequences.contexts): {sorted(int(c) for c in contexts)}; add it there or use one of them"
+        )
+    return Experiment(
+        name=name,
+        architecture=architecture,
+        model_config=model_cfg,
+        train_config=train_cfg,
+        base=str(extras["base"]),
+        gpu=int(extras["gpu"]),
+        threads=int(extras["threads"]),
+        description=str(spec.get("description", "")),
+    )
 
 
 def experiment_for(name: str, config: Mapping[str, Any]) -> Experiment:
@@ -159,26 +184,12 @@ def experiment_for(name: str, config: Mapping[str, Any]) -> Experiment:
     demo = config.get("dataset") == "demo"
     experiments = expand_sweeps(config.get("experiments") or {}, demo=demo)[0]
     return resolve_experiment(
-        name, experiments, config.get("training") or {},
-        contexts=(config.get("sequences") or {}).get("contexts"), demo=config.get("dataset") == "demo",
+        name,
+        experiments,
+        config.get("training") or {},
+        contexts=(config.get("sequences") or {}).get("contexts"),
+        demo=config.get("dataset") == "demo",
     )
-
-
-def train_inputs(experiment: Experiment, results: str = "results") -> dict[str, str]:
-    """Files the train rule reads: windows of the experiment's context, variants, validated targets
-    (delta task), and a local Hugging Face snapshot the pipeline builds (under resources/hf_models/)."""
-    inputs = {
-        "sequences": f"{results}/sequences/ctx{experiment.context}.npz",
-        "variants": f"{results}/variants/variants.parquet",
-    }
-    from metasplice.models.common import SCORE_TASKS
-
-    if experiment.task in SCORE_TASKS:  # targets or labels derived from the base model's scores
-        inputs["scores"] = f"{results}/targets/{experiment.base}/scores.parquet"
-    model_path = getattr(experiment.model_config, "model_path", "")
-    if model_path.startswith("resources/hf_models/"):
-        inputs["hf_model"] = model_path
-    return inputs
 
 
 def resolve_all(
@@ -192,5 +203,7 @@ def resolve_all(
     from metasplice.experiments.sweeps import expand_sweeps
 
     experiments = expand_sweeps(experiments, demo=demo)[0]
-    return {name: resolve_experiment(name, experiments, training, contexts, demo)
-            for name in trained_experiments(experiments)}
+    return {
+        name: resolve_experiment(name, experiments, training, contexts, demo)
+        for name in trained_experiments(experiments)
+    }

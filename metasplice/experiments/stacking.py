@@ -34,22 +34,25 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import metasplice.evaluation.predictions as EP
+from metasplice.base_models.spliceai.scoring import DP_COLUMNS as DP
+from metasplice.base_models.spliceai.scoring import DS_COLUMNS as DS
+from metasplice.data.annotation import REGIONS
+from metasplice.data.splits import DEFAULT_GROUP_GAP
+from metasplice.data.variants import VARIANT_TYPES
 from metasplice.io import atomic_output, write_parquet, write_tsv
 
 log = logging.getLogger(__name__)
 
 FORMAT = "metasplice-stacked/1"
-DS = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
-DP = ("DP_AG", "DP_AL", "DP_DG", "DP_DL")
-REGIONS = ("exonic", "canonical", "splice_region", "intronic", "deep_intronic")
-VARIANT_TYPES = ("snv", "insertion", "deletion", "mnv")
 LEARNERS = ("hgb", "logreg")
 PEAK_THRESHOLD = 0.1  # |delta| counted as a peak of the profile
 FORBIDDEN_FEATURES = re.compile(r"(^|_)(label|classification|target)(_|$)")
@@ -70,7 +73,7 @@ class OOFConfig:
     """Out-of-fold splits of the training rows (config section ``stacking``)."""
 
     oof_folds: int = 5
-    group_gap: int = 10_000  # genes closer than this (nt) stay in one fold
+    group_gap: int = DEFAULT_GROUP_GAP  # genes closer than this (nt) stay in one fold
     seed: int = 17
 
     def __post_init__(self) -> None:
@@ -78,7 +81,7 @@ class OOFConfig:
             raise ValueError(f"stacking.oof_folds must be >= 2, got {self.oof_folds}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "OOFConfig":
+    def from_config(cls, config: Mapping[str, Any]) -> OOFConfig:
         """From the whole pipeline config: ``stacking`` with its ``demo`` overrides on the demo dataset."""
         values = dict(config.get("stacking") or {})
         demo = values.pop("demo", None) or {}
@@ -116,7 +119,7 @@ class StackConfig:
             raise ValueError(f"{where}: importance_repeats must be >= 1")
 
     @classmethod
-    def from_spec(cls, name: str, spec: Mapping[str, Any], demo: bool = False) -> "StackConfig":
+    def from_spec(cls, name: str, spec: Mapping[str, Any], demo: bool = False) -> StackConfig:
         """From an ``experiments`` entry (``model: stacked``; ``demo`` overrides applied on the demo)."""
         values = dict(spec or {})
         overrides = values.pop("demo", None) or {}
@@ -128,8 +131,10 @@ class StackConfig:
         known = {f.name for f in fields(cls)} - {"name"}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"experiment {name!r}: unknown keys {unknown} for a stacked model; valid keys: "
-                             f"{', '.join(sorted(known | {'model', 'demo'}))}")
+            raise ValueError(
+                f"experiment {name!r}: unknown keys {unknown} for a stacked model; valid keys: "
+                f"{', '.join(sorted(known | {'model', 'demo'}))}"
+            )
         for key in ("bases", "members", "learners"):
             if key in values:
                 if isinstance(values[key], str) or not isinstance(values[key], Sequence):
@@ -161,18 +166,20 @@ def assign_oof_folds(variants: pd.DataFrame, cfg: OOFConfig) -> np.ndarray:
 
     Clusters are dealt in a seeded random order to the group holding the fewest training rows so far.
     """
-    from metasplice.evaluation.crossval import _gene_clusters
+    from metasplice.data.splits import gene_clusters
 
     split = variants["split"].astype(str).to_numpy()
     train = np.flatnonzero(split == "train")
     out = np.full(len(variants), -1, dtype=np.int64)
     if len(train) == 0:
         raise ValueError("no training rows to split into out-of-fold groups")
-    clusters = _gene_clusters(variants, cfg.group_gap)[train]
+    clusters = gene_clusters(variants, cfg.group_gap)[train]
     ids, counts = np.unique(clusters, return_counts=True)
     if len(ids) < cfg.oof_folds:
-        raise ValueError(f"stacking.oof_folds={cfg.oof_folds} but the training rows form only {len(ids)} "
-                         "gene clusters; lower oof_folds or group_gap")
+        raise ValueError(
+            f"stacking.oof_folds={cfg.oof_folds} but the training rows form only {len(ids)} "
+            "gene clusters; lower oof_folds or group_gap"
+        )
     order = np.random.default_rng(cfg.seed).permutation(len(ids))
     totals = np.zeros(cfg.oof_folds, dtype=np.int64)
     group_of = {}
@@ -195,7 +202,9 @@ def oof_split(split: np.ndarray, groups: np.ndarray, fold: int) -> np.ndarray:
 
 
 def write_oof_variants(
-    variants_path: str | os.PathLike, outputs: Sequence[str | os.PathLike], summary_out: str | os.PathLike,
+    variants_path: str | os.PathLike,
+    outputs: Sequence[str | os.PathLike],
+    summary_out: str | os.PathLike,
     cfg: OOFConfig,
 ) -> pd.DataFrame:
     """Write ``outputs[j]`` = the variants file with OOF instance j's split (same rows and order)."""
@@ -210,9 +219,15 @@ def write_oof_variants(
         table["split"] = oof_split(variants["split"].to_numpy(), groups, j)
         write_parquet(table, path)
         held = groups == j
-        rows.append({"oof_fold": j, "held_out": int(held.sum()), "held_out_positive": int((held & (label == 1)).sum()),
-                     "held_out_negative": int((held & (label == 0)).sum()),
-                     "train_rows": int(((groups >= 0) & ~held).sum())})
+        rows.append(
+            {
+                "oof_fold": j,
+                "held_out": int(held.sum()),
+                "held_out_positive": int((held & (label == 1)).sum()),
+                "held_out_negative": int((held & (label == 0)).sum()),
+                "train_rows": int(((groups >= 0) & ~held).sum()),
+            }
+        )
     summary = pd.DataFrame(rows)
     write_tsv(summary, summary_out)
     log.info("out-of-fold groups of %s:\n%s", variants_path, summary.to_string(index=False))
@@ -281,13 +296,16 @@ def annotation_features(variants: pd.DataFrame) -> pd.DataFrame:
     for t in VARIANT_TYPES:
         cols[f"type_{t}"] = (vtype == t).astype(np.float64)
     cols["length_change"] = (variants["alt"].astype(str).str.len() - variants["ref"].astype(str).str.len()).to_numpy(
-        dtype=np.float64)
+        dtype=np.float64
+    )
     cols["minus_strand"] = minus.astype(np.float64)
     return pd.DataFrame(cols, index=variants.index)
 
 
 def member_feature(
-    member: str, variants: pd.DataFrame, sources: Sequence[tuple],
+    member: str,
+    variants: pd.DataFrame,
+    sources: Sequence[tuple],
     required_rows: np.ndarray,
 ) -> np.ndarray:
     """Score of member ``member`` per row of ``variants``, each value out of the fold of its model.
@@ -313,7 +331,9 @@ def member_feature(
             raise ValueError(f"member {member!r}: a training variants file is not row-aligned with variants.parquet")
         rows = index.get_indexer(pred["variant_id"].to_numpy())
         if (rows < 0).any():
-            raise ValueError(f"member {member!r}: {int((rows < 0).sum())} predicted variants are not in variants.parquet")
+            raise ValueError(
+                f"member {member!r}: {int((rows < 0).sum())} predicted variants are not in variants.parquet"
+            )
         split = trained_from["split"].astype(str).to_numpy()[rows]
         leaked[rows[split == "train"]] = True
         use = np.isin(split, take) & (split != "train")
@@ -327,9 +347,11 @@ def member_feature(
         if len(bad):
             raise LeakageError(
                 f"member {member!r}: {len(bad)} rows (e.g. {', '.join(map(str, ids[bad[:3]]))}) only have scores "
-                "from a model trained on them; stacking needs out-of-fold scores (member__oof{j})")
-        raise ValueError(f"member {member!r}: {len(missing)} rows have no score (e.g. "
-                         f"{', '.join(map(str, ids[missing[:3]]))})")
+                "from a model trained on them; stacking needs out-of-fold scores (member__oof{j})"
+            )
+        raise ValueError(
+            f"member {member!r}: {len(missing)} rows have no score (e.g. {', '.join(map(str, ids[missing[:3]]))})"
+        )
     return value
 
 
@@ -379,13 +401,21 @@ def make_learner(name: str, seed: int):
 
     if name == "hgb":
         return HistGradientBoostingClassifier(
-            learning_rate=0.05, max_iter=300, max_leaf_nodes=15, min_samples_leaf=20, l2_regularization=1.0,
-            early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, class_weight="balanced",
+            learning_rate=0.05,
+            max_iter=300,
+            max_leaf_nodes=15,
+            min_samples_leaf=20,
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.15,
+            n_iter_no_change=20,
+            class_weight="balanced",
             random_state=seed,
         )
     if name == "logreg":
         return make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler(),
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
             LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced"),
         )
     raise ValueError(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
@@ -423,9 +453,14 @@ class StackedModel:
         with atomic_output(directory / "stacker.joblib") as tmp:
             joblib.dump({"format": FORMAT, "estimator": self.estimator}, tmp)
         meta = {
-            "format": FORMAT, "config": asdict(self.config), "learner": self.learner,
-            "feature_names": list(self.feature_names), "validation": self.validation,
-            "member_files": self.member_files, "base_models": self.base_models, "sequences": self.sequences,
+            "format": FORMAT,
+            "config": asdict(self.config),
+            "learner": self.learner,
+            "feature_names": list(self.feature_names),
+            "validation": self.validation,
+            "member_files": self.member_files,
+            "base_models": self.base_models,
+            "sequences": self.sequences,
             "regions": self.regions,
             "versions": {"scikit-learn": sklearn.__version__},
         }
@@ -435,7 +470,7 @@ class StackedModel:
             write_tsv(importance, directory / "importance.tsv")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "StackedModel":
+    def load(cls, directory: str | os.PathLike) -> StackedModel:
         """Load a stacked model directory (``model.json`` + ``stacker.joblib``)."""
         import joblib
 
@@ -450,24 +485,40 @@ class StackedModel:
 
         saved = (meta.get("versions") or {}).get("scikit-learn")
         if saved and saved != sklearn.__version__:
-            log.warning("%s was saved with scikit-learn %s but %s is installed; a pickled estimator may not load "
-                        "or may predict differently across versions (retrain, or install scikit-learn==%s)",
-                        directory, saved, sklearn.__version__, saved)
+            log.warning(
+                "%s was saved with scikit-learn %s but %s is installed; a pickled estimator may not load "
+                "or may predict differently across versions (retrain, or install scikit-learn==%s)",
+                directory,
+                saved,
+                sklearn.__version__,
+                saved,
+            )
         blob = joblib.load(directory / "stacker.joblib")
         cfg = dict(meta["config"])
         for key in ("bases", "members", "learners"):
             cfg[key] = tuple(cfg[key])
-        return cls(config=StackConfig(**cfg), estimator=blob["estimator"], learner=meta["learner"],
-                   feature_names=tuple(meta["feature_names"]), validation=meta.get("validation", {}),
-                   member_files=meta.get("member_files", {}), base_models=meta.get("base_models", {}),
-                   sequences=meta.get("sequences", {}), regions=meta.get("regions", {}))
+        return cls(
+            config=StackConfig(**cfg),
+            estimator=blob["estimator"],
+            learner=meta["learner"],
+            feature_names=tuple(meta["feature_names"]),
+            validation=meta.get("validation", {}),
+            member_files=meta.get("member_files", {}),
+            base_models=meta.get("base_models", {}),
+            sequences=meta.get("sequences", {}),
+            regions=meta.get("regions", {}),
+        )
 
 
 def _labelled(variants: pd.DataFrame, split: str) -> np.ndarray:
-    return np.flatnonzero((variants["split"].astype(str).to_numpy() == split) & variants["label"].isin((0, 1)).to_numpy())
+    return np.flatnonzero(
+        (variants["split"].astype(str).to_numpy() == split) & variants["label"].isin((0, 1)).to_numpy()
+    )
 
 
-def fit_stacker(features: pd.DataFrame, variants: pd.DataFrame, config: StackConfig) -> tuple[StackedModel, pd.DataFrame]:
+def fit_stacker(
+    features: pd.DataFrame, variants: pd.DataFrame, config: StackConfig
+) -> tuple[StackedModel, pd.DataFrame]:
     """Fit every candidate learner on the labelled training rows, keep the best on validation ROC-AUC,
     and measure its permutation importance on validation. Returns (model, importance table)."""
     from sklearn.inspection import permutation_importance
@@ -487,19 +538,31 @@ def fit_stacker(features: pd.DataFrame, variants: pd.DataFrame, config: StackCon
         scores[name] = float(roc_auc_score(y[val], est.predict_proba(x[val])[:, 1]))
         log.info("%s: %s validation ROC-AUC %.4f", config.name, name, scores[name])
     best = max(config.learners, key=lambda n: (scores[n], -config.learners.index(n)))
-    imp = permutation_importance(fitted[best], x[val], y[val], scoring="roc_auc", n_repeats=config.importance_repeats,
-                                 random_state=config.seed)
-    importance = pd.DataFrame({
-        "feature": list(features.columns), "importance_mean": imp.importances_mean,
-        "importance_std": imp.importances_std,
-    }).sort_values(["importance_mean", "feature"], ascending=[False, True], ignore_index=True)
+    imp = permutation_importance(
+        fitted[best], x[val], y[val], scoring="roc_auc", n_repeats=config.importance_repeats, random_state=config.seed
+    )
+    importance = pd.DataFrame(
+        {
+            "feature": list(features.columns),
+            "importance_mean": imp.importances_mean,
+            "importance_std": imp.importances_std,
+        }
+    ).sort_values(["importance_mean", "feature"], ascending=[False, True], ignore_index=True)
     importance["metric"] = "drop in validation ROC-AUC"
     importance["n_repeats"] = config.importance_repeats
-    model = StackedModel(config=config, estimator=fitted[best], learner=best, feature_names=tuple(features.columns),
-                         validation={"roc_auc": scores, "chosen": best, "n_train": int(len(train)),
-                                     "n_val": int(len(val))})
-    log.info("%s: kept %s; top features: %s", config.name, best,
-             ", ".join(f"{f} {m:.4f}" for f, m in importance[["feature", "importance_mean"]].head(5).to_numpy()))
+    model = StackedModel(
+        config=config,
+        estimator=fitted[best],
+        learner=best,
+        feature_names=tuple(features.columns),
+        validation={"roc_auc": scores, "chosen": best, "n_train": int(len(train)), "n_val": int(len(val))},
+    )
+    log.info(
+        "%s: kept %s; top features: %s",
+        config.name,
+        best,
+        ", ".join(f"{f} {m:.4f}" for f, m in importance[["feature", "importance_mean"]].head(5).to_numpy()),
+    )
     return model, importance
 
 
@@ -538,8 +601,10 @@ def train_stacked_files(
     members = {}
     for m in config.members:
         sources = [(pd.read_parquet(member_predictions[m]), variants, ("val", "test"))]
-        sources += [(pd.read_parquet(p), pd.read_parquet(v, columns=["variant_id", "split"]), ("test",))
-                    for p, v in member_oof.get(m, ())]
+        sources += [
+            (pd.read_parquet(p), pd.read_parquet(v, columns=["variant_id", "split"]), ("test",))
+            for p, v in member_oof.get(m, ())
+        ]
         members[m] = member_feature(m, variants, sources, required)
     features = build_features(variants, bases, members, config.annotation_features, config.profile_features)
     model, importance = fit_stacker(features, variants, config)
@@ -575,17 +640,24 @@ def evaluate_stacked_files(
     model = StackedModel.load(model_dir)
     variants = E.read_variants(variants_path)
     features = pd.read_parquet(Path(model_dir) / "features.parquet")
-    if len(features) != len(variants) or not np.array_equal(features["variant_id"].to_numpy(),
-                                                             variants["variant_id"].to_numpy()):
+    if len(features) != len(variants) or not np.array_equal(
+        features["variant_id"].to_numpy(), variants["variant_id"].to_numpy()
+    ):
         raise ValueError(f"{model_dir}/features.parquet is not row-aligned with {variants_path}; retrain the stacker")
-    rows = E._eval_rows(variants)
+    rows = E.eval_rows(variants)
     prob = model.predict_proba(features.iloc[rows])
-    pred = E._frame(variants, rows, prob)
+    pred = EP.prediction_frame(variants, rows, prob)
     reference = E.reference_table(variants, E.read_scores(reference_scores_path, len(variants), variants_path))
-    extra = {"kind": "stacked", "experiment": experiment, "learner": model.learner,
-             "features": list(model.feature_names), "members": list(model.config.members),
-             "bases": list(model.config.bases), "validation_roc_auc": model.validation.get("roc_auc"),
-             "score": "P(Splice-altering) of the stacked learner"}
+    extra = {
+        "kind": "stacked",
+        "experiment": experiment,
+        "learner": model.learner,
+        "features": list(model.feature_names),
+        "members": list(model.config.members),
+        "bases": list(model.config.bases),
+        "validation_roc_auc": model.validation.get("roc_auc"),
+        "score": "P(Splice-altering) of the stacked learner",
+    }
     result = E.evaluate_predictions(pred, cfg, experiment, "stacked", reference, cfg.reference, extra)
     E.write_evaluation(pred, result, predictions_out, metrics_out, experiment)
     return result

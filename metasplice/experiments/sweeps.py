@@ -45,73 +45,33 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
-import numbers
-import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import numpy as np
-import pandas as pd
+from metasplice.evaluation.formatting import NAME_PATTERN, format_value
 
 RESERVED_PARAMS: tuple[str, ...] = ("model", "sweep", "demo", "description")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 INSTANCE_SEPARATOR = "__"
-CV_SUFFIX = " (CV)"  # report rows of the pooled cross-validation folds (workflow_scripts/report.py)
-
-# summary.tsv columns (metasplice.evaluation.report.summary_row) a sweep table carries, in this order
-METRIC_COLUMNS: tuple[str, ...] = (
-    "correlation", "correlation_low", "correlation_high",
-    "roc_auc", "roc_auc_low", "roc_auc_high",
-    "pr_auc", "pr_auc_low", "pr_auc_high",
-    "f1_val_threshold", "f1_val_threshold_low", "f1_val_threshold_high",
-    "compared_with",
-    "roc_auc_difference", "roc_auc_difference_low", "roc_auc_difference_high",
-    "p_roc_auc_bootstrap", "p_roc_auc_delong", "comparison_n_boot",
-    # headline metrics of the multi-step tasks (added to the summary by metasplice.evaluation.report)
-    "effect_type_macro_f1", "effect_type_macro_f1_low", "effect_type_macro_f1_high",
-    "localisation_top1", "localisation_top1_low", "localisation_top1_high",
-    "quantile_coverage", "quantile_coverage_low", "quantile_coverage_high",
-)
 
 
 # --------------------------------------------------------------------------------------------
 # expansion
 
 
-def format_value(value: Any) -> str:
-    """The name part of a sweep value (``1e-3`` -> ``"0.001"``, ``True`` -> ``"true"``).
-
-    Raises ValueError for a value that cannot be part of an experiment name.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"{value!r} is not a finite number")
-        return np.format_float_positional(v, trim="0")
-    if isinstance(value, str):
-        if not NAME_PATTERN.fullmatch(value):
-            raise ValueError(f"string {value!r} has characters outside [A-Za-z0-9_.-]")
-        return value
-    raise ValueError(f"{value!r} ({type(value).__name__}) is not a number, boolean or name-like string")
-
-
 def _check_sweep(name: str, sweep: Any, where: str) -> dict[str, list]:
     """A validated copy of a ``sweep`` mapping (``where``: ``'sweep'`` or ``'demo.sweep'``)."""
     prefix = f"experiment {name!r}: {where!r}"
     if not isinstance(sweep, Mapping) or not sweep:
-        raise ValueError(f"{prefix} must be a non-empty mapping of experiment keys to lists of values, "
-                         f"got {sweep!r}")
+        raise ValueError(f"{prefix} must be a non-empty mapping of experiment keys to lists of values, got {sweep!r}")
     checked: dict[str, list] = {}
     for param, values in sweep.items():
         if not isinstance(param, str) or not NAME_PATTERN.fullmatch(param) or INSTANCE_SEPARATOR in param:
             raise ValueError(f"{prefix}: param {param!r} is not a valid key name")
         if param in RESERVED_PARAMS:
-            raise ValueError(f"{prefix}: {param!r} cannot be swept (reserved keys: {', '.join(RESERVED_PARAMS)}); "
-                             "configure separate experiments instead")
+            raise ValueError(
+                f"{prefix}: {param!r} cannot be swept (reserved keys: {', '.join(RESERVED_PARAMS)}); "
+                "configure separate experiments instead"
+            )
         if not isinstance(values, (list, tuple)) or not values:
             raise ValueError(f"{prefix}: {param!r} must be a non-empty list of values, got {values!r}")
         parts = []
@@ -119,8 +79,9 @@ def _check_sweep(name: str, sweep: Any, where: str) -> dict[str, list]:
             try:
                 parts.append(format_value(value))
             except ValueError as error:
-                raise ValueError(f"{prefix}: value {value!r} of {param!r} cannot be part of an experiment "
-                                 f"name: {error}") from None
+                raise ValueError(
+                    f"{prefix}: value {value!r} of {param!r} cannot be part of an experiment name: {error}"
+                ) from None
         repeated = sorted({p for p in parts if parts.count(p) > 1})
         if repeated:
             raise ValueError(f"{prefix}: {param!r} lists the same value more than once ({', '.join(repeated)})")
@@ -174,13 +135,17 @@ def expand_sweeps(
         demo_sweep = overrides.get("sweep") if isinstance(overrides, Mapping) else None
         if name in plain:
             if isinstance(overrides, Mapping) and "sweep" in overrides:
-                raise ValueError(f"experiment {name!r}: 'demo.sweep' needs a main 'sweep' (an experiment is a "
-                                 "sweep in every mode or in none)")
+                raise ValueError(
+                    f"experiment {name!r}: 'demo.sweep' needs a main 'sweep' (an experiment is a "
+                    "sweep in every mode or in none)"
+                )
             expanded[name] = spec
             continue
         if INSTANCE_SEPARATOR in name:
-            raise ValueError(f"experiment {name!r}: names may not contain {INSTANCE_SEPARATOR!r} (reserved for "
-                             "instance suffixes such as __fold3)")
+            raise ValueError(
+                f"experiment {name!r}: names may not contain {INSTANCE_SEPARATOR!r} (reserved for "
+                "instance suffixes such as __fold3)"
+            )
         main = _check_sweep(name, spec["sweep"], "sweep")
         chosen = main
         if isinstance(overrides, Mapping) and "sweep" in overrides:
@@ -189,8 +154,10 @@ def expand_sweeps(
         entries = []
         for child, child_spec, params in _children(name, spec, chosen):
             if not NAME_PATTERN.fullmatch(child) or INSTANCE_SEPARATOR in child:
-                raise ValueError(f"experiment {name!r}: child name {child!r} must match [A-Za-z0-9_.-]+ and may "
-                                 f"not contain {INSTANCE_SEPARATOR!r}")
+                raise ValueError(
+                    f"experiment {name!r}: child name {child!r} must match [A-Za-z0-9_.-]+ and may "
+                    f"not contain {INSTANCE_SEPARATOR!r}"
+                )
             if child in experiments:
                 raise ValueError(f"experiment {name!r}: child {child!r} has the name of a configured experiment")
             if child in origin:
@@ -219,96 +186,3 @@ def expand_names(names: Sequence[str], sweeps: Mapping[str, list[dict]]) -> list
 
 # --------------------------------------------------------------------------------------------
 # tables
-
-
-def _name_column(summary: pd.DataFrame) -> str:
-    for column in ("experiment", "name"):
-        if column in summary.columns:
-            return column
-    raise ValueError("summary table has no 'experiment' (or 'name') column")
-
-
-def _one_table(summary: pd.DataFrame, column: str, entries: Sequence[Mapping], suffix: str) -> pd.DataFrame | None:
-    rows_by_name = {str(n): i for i, n in enumerate(summary[column])}
-    params = list(dict.fromkeys(p for e in entries for p in e["params"]))
-    metric_columns = [c for c in METRIC_COLUMNS if c in summary.columns]
-    rows = []
-    for entry in entries:
-        i = rows_by_name.get(entry["experiment"] + suffix)
-        if i is None:
-            continue
-        record = summary.iloc[i]
-        rows.append({"experiment": entry["experiment"], **{p: entry["params"].get(p) for p in params},
-                     **{c: record[c] for c in metric_columns}})
-    if not rows:
-        return None
-    table = pd.DataFrame(rows, columns=["experiment", *params, *metric_columns])
-    empty = [c for c in metric_columns if table[c].isna().all()]
-    return table.drop(columns=empty)
-
-
-def sweep_tables(summary: pd.DataFrame, sweeps: Mapping[str, Sequence[Mapping]]) -> dict[str, pd.DataFrame]:
-    """One table per sweep from the report's summary table (:func:`metasplice.evaluation.report.summary_table`).
-
-    Rows: the sweep's children found in the summary (others are skipped), in sweep order. Columns:
-    ``experiment``, one per swept param, then the metric columns of :data:`METRIC_COLUMNS` present
-    in the summary with at least one value (correlation, ROC-AUC, PR-AUC and F1 at the validation
-    threshold with their interval bounds, the paired comparison with the reference). Rows of pooled
-    cross-validation (``{child} (CV)``) give a second table ``{sweep} (CV)``. Sweeps without any
-    evaluated child get no table.
-    """
-    column = _name_column(summary)
-    tables: dict[str, pd.DataFrame] = {}
-    for name, entries in sweeps.items():
-        for suffix in ("", CV_SUFFIX):
-            table = _one_table(summary, column, entries, suffix)
-            if table is not None:
-                tables[name + suffix] = table
-    return tables
-
-
-def _shown(value: Any) -> str:
-    try:
-        return format_value(value)
-    except ValueError:
-        return str(value)
-
-
-def sweep_markdown(tables: Mapping[str, pd.DataFrame]) -> str:
-    """A ``## Sweeps`` section with one ``### {sweep}`` table each ("" when there is none)."""
-    from metasplice.evaluation.report import _ci, _md_table, _p
-
-    if not tables:
-        return ""
-    parts = ["## Sweeps", "",
-             "Test-split values of each combination. Picking the best combination by these numbers selects on the "
-             "test set; choose on validation (the training histories' val_auroc) or cross-validation instead.", ""]
-    for name, table in tables.items():
-        params = [c for c in table.columns if c != "experiment" and c not in METRIC_COLUMNS]
-        records = table.astype(object).where(table.notna(), None).to_dict("records")
-        header = ["experiment", *params]
-        shown = [(label, prefix) for label, prefix in (("correlation (r)", "correlation"), ("ROC-AUC", "roc_auc"),
-                                                       ("PR-AUC", "pr_auc"), ("F1 @ val thr", "f1_val_threshold"),
-                                                       ("effect-type macro-F1", "effect_type_macro_f1"),
-                                                       ("localisation top-1", "localisation_top1"),
-                                                       ("interval coverage", "quantile_coverage"))
-                 if prefix in table.columns]
-        header += [label for label, _ in shown]
-        compared = "compared_with" in table.columns
-        if compared:
-            reference = next((r["compared_with"] for r in records if r["compared_with"] is not None), "reference")
-            header += [f"Δ ROC-AUC vs {reference}", "p (bootstrap / DeLong)"]
-        rows = []
-        for r in records:
-            row = [r["experiment"], *("–" if r[p] is None else _shown(r[p]) for p in params)]
-            row += [_ci(r, prefix) for _, prefix in shown]
-            if compared:
-                if r["compared_with"] is None:
-                    row += ["–", "–"]
-                else:
-                    row += [_ci(r, "roc_auc_difference"),
-                            f"{_p(r.get('p_roc_auc_bootstrap'), r.get('comparison_n_boot'))} / "
-                            f"{_p(r.get('p_roc_auc_delong'))}"]
-            rows.append(row)
-        parts += [f"### {name}", "", _md_table(header, rows), ""]
-    return "\n".join(parts)

@@ -24,15 +24,16 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from metasplice.base_models.spliceai.scoring import DS_COLUMNS as DS_TARGETS
 from metasplice.models import tasks as effects
 
-DS_TARGETS: tuple[str, ...] = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
 TASKS: tuple[str, ...] = ("delta", "binary", "effect_type", "localisation", "quantile", "multitask")
 TARGET_TASKS: tuple[str, ...] = ("delta", "quantile", "multitask")  # tasks that regress delta targets
 # tasks trained (and evaluated) from the base model's scores.parquet: targets, effect classes, offsets

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from metasplice.base_models.spliceai.scoring import DEFAULT_DISTANCE
 from metasplice.models.common import (
     DS_TARGETS,
     AttentionPool,
@@ -56,7 +57,7 @@ class GatedCNNConfig:
     complex_fraction: float = 0.5  # effect type "complex" when a 2nd DS >= this x the largest
     min_effect_score: float = 0.0  # Splice-altering rows whose largest DS <= this get no class/offset
     class_weighting: str = "none"  # none | balanced: cross-entropy weights of the effect classes
-    distance: int = 50  # localisation offsets -distance .. distance (<= context // 2)
+    distance: int = DEFAULT_DISTANCE  # localisation offsets -distance .. distance (<= context // 2)
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # quantile levels (strictly increasing, in (0, 1))
     loss_weights: dict[str, float] | None = None  # multitask weight per head (binary, effect_type,
     #                                                delta, localisation); a missing head weighs 1

@@ -140,7 +140,7 @@ def load_tokenizer(config: HFEncoderConfig) -> Any:
         return AutoTokenizer.from_pretrained(
             source, revision=config.revision, trust_remote_code=config.trust_remote_code
         )
-    except Exception as error:  # noqa: BLE001 - re-raised with the model named
+    except Exception as error:
         raise _load_error("tokenizer", config, error) from error
 
 
@@ -155,7 +155,7 @@ def load_encoder(config: HFEncoderConfig, pretrained: bool = True) -> nn.Module:
             return AutoModel.from_pretrained(source, **kwargs)
         hf_config = AutoConfig.from_pretrained(source, **kwargs)
         return AutoModel.from_config(hf_config, trust_remote_code=config.trust_remote_code)
-    except Exception as error:  # noqa: BLE001 - re-raised with the model named
+    except Exception as error:
         raise _load_error("model", config, error) from error
 
 
@@ -203,7 +203,9 @@ def hidden_size(encoder: nn.Module) -> int:
         value = getattr(cfg, key, None)
         if isinstance(value, int) and value > 0:
             return value
-    raise ValueError(f"can't tell the hidden size of {type(encoder).__name__}: its config has none of {HIDDEN_SIZE_KEYS}")
+    raise ValueError(
+        f"can't tell the hidden size of {type(encoder).__name__}: its config has none of {HIDDEN_SIZE_KEYS}"
+    )
 
 
 def vocabulary_size(encoder: nn.Module) -> int | None:
@@ -270,8 +272,14 @@ class HFEncoderModel(nn.Module):
         log.info(
             "HF encoder %s (%s): %s parameters, %s trainable (encoder %s, %s trainable; finetune_layers=%d); "
             "tokenizer %s%s",
-            config.model_path, type(self.encoder).__name__, f"{total:,}", f"{trainable:,}", f"{enc_total:,}",
-            f"{enc_trainable:,}", config.finetune_layers, type(self.tokenizer).__name__,
+            config.model_path,
+            type(self.encoder).__name__,
+            f"{total:,}",
+            f"{trainable:,}",
+            f"{enc_total:,}",
+            f"{enc_trainable:,}",
+            config.finetune_layers,
+            type(self.tokenizer).__name__,
             " compiled to a checked lookup table" if self.char_table else " called per batch",
         )
 
@@ -324,7 +332,11 @@ class HFEncoderModel(nn.Module):
                 log.warning(
                     "tokenizer of %s gives %s the id %d, outside the model's %d-token vocabulary; using %d, "
                     "its id in the tokenizer's own vocabulary table",
-                    self.config.model_path, self.tokenizer.convert_ids_to_tokens(i), i, limit, base,
+                    self.config.model_path,
+                    self.tokenizer.convert_ids_to_tokens(i),
+                    i,
+                    limit,
+                    base,
                 )
                 i = base
             out.append(i)
@@ -367,8 +379,11 @@ class HFEncoderModel(nn.Module):
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "seq_mask": seq_mask, "centre": centre}
         want_offsets = bool(getattr(self.tokenizer, "is_fast", False))
         enc = self.tokenizer(
-            decode(tokens.cpu().numpy()), padding=True, return_special_tokens_mask=True,
-            return_offsets_mapping=want_offsets, return_tensors="pt",
+            decode(tokens.cpu().numpy()),
+            padding=True,
+            return_special_tokens_mask=True,
+            return_offsets_mapping=want_offsets,
+            return_tensors="pt",
         )
         if self.vocab_limit is not None:
             self._check_ids(enc["input_ids"])
@@ -396,7 +411,7 @@ class HFEncoderModel(nn.Module):
             )
 
     # --- forward ------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "HFEncoderModel":
+    def train(self, mode: bool = True) -> HFEncoderModel:
         super().train(mode)
         if self.frozen:
             self.encoder.eval()

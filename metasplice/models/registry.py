@@ -21,8 +21,9 @@ import dataclasses
 import importlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,9 +108,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", model_path: str | None = None
-) -> nn.Module:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", model_path: str | None = None) -> nn.Module:
     """Rebuild the model saved at ``path`` in eval mode on ``device``.
 
     ``model_path`` replaces the recorded Hugging Face snapshot location (when it has moved).

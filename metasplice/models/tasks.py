@@ -32,21 +32,30 @@ the delta targets and the offsets, in that order (:data:`MULTITASK_HEADS`).
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-DS_COLUMNS: tuple[str, ...] = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")
-DP_COLUMNS: tuple[str, ...] = ("DP_AG", "DP_AL", "DP_DG", "DP_DL")
+from metasplice.base_models.spliceai.scoring import DEFAULT_DISTANCE, DP_COLUMNS, DS_COLUMNS
+
 EFFECT_CLASSES: tuple[str, ...] = (
-    "normal", "donor_gain", "donor_loss", "acceptor_gain", "acceptor_loss", "complex",
+    "normal",
+    "donor_gain",
+    "donor_loss",
+    "acceptor_gain",
+    "acceptor_loss",
+    "complex",
 )
 NORMAL, COMPLEX = 0, len(EFFECT_CLASSES) - 1
 # effect class of each delta score, in DS_COLUMNS order (AG, AL, DG, DL)
 DS_EFFECT: tuple[int, ...] = (
-    EFFECT_CLASSES.index("acceptor_gain"), EFFECT_CLASSES.index("acceptor_loss"),
-    EFFECT_CLASSES.index("donor_gain"), EFFECT_CLASSES.index("donor_loss"),
+    EFFECT_CLASSES.index("acceptor_gain"),
+    EFFECT_CLASSES.index("acceptor_loss"),
+    EFFECT_CLASSES.index("donor_gain"),
+    EFFECT_CLASSES.index("donor_loss"),
 )
 IGNORE = -1  # class / offset index of a row without a target
 
@@ -55,7 +64,6 @@ MULTITASK_HEADS: tuple[str, ...] = ("binary", "effect_type", "delta", "localisat
 CLASS_WEIGHTINGS: tuple[str, ...] = ("none", "balanced")
 DEFAULT_COMPLEX_FRACTION = 0.5
 DEFAULT_MIN_EFFECT_SCORE = 0.0
-DEFAULT_DISTANCE = 50
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 BINARY_NAME = "splice_altering"
 EFFECT_PREFIX = "effect_"
@@ -237,7 +245,7 @@ def check_quantiles(quantiles: Sequence[float]) -> None:
         )
     if any(isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q < 1.0 for q in values):
         raise ValueError(f"quantiles must lie in (0, 1), got {values}")
-    if any(b <= a for a, b in zip(values, values[1:])):
+    if any(b <= a for a, b in itertools.pairwise(values)):
         raise ValueError(f"quantiles must be strictly increasing, got {values}")
 
 
@@ -329,7 +337,7 @@ def parse_offsets(names: Sequence[str]) -> np.ndarray:
     bad = [n for n in names if not n.startswith(OFFSET_PREFIX)]
     if bad:
         raise ValueError(f"not localisation outputs: {bad[:3]}")
-    return np.array([int(n[len(OFFSET_PREFIX):]) for n in names], dtype=np.int64)
+    return np.array([int(n[len(OFFSET_PREFIX) :]) for n in names], dtype=np.int64)
 
 
 def parse_quantiles(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[float, ...]]:
@@ -396,7 +404,8 @@ def config_effect_labels(scores: Any, label: np.ndarray, config: Any) -> np.ndar
     ``min_effect_score``."""
     ds, _ = score_arrays(scores)
     return effect_labels(
-        ds, label,
+        ds,
+        label,
         float(option(config, "complex_fraction", DEFAULT_COMPLEX_FRACTION)),
         float(option(config, "min_effect_score", DEFAULT_MIN_EFFECT_SCORE)),
     )
@@ -409,7 +418,11 @@ def config_localisation_targets(
     ``min_effect_score``."""
     ds, dp = score_arrays(scores, positions=True)
     return localisation_targets(
-        ds, dp, label, strand, strand_oriented,
+        ds,
+        dp,
+        label,
+        strand,
+        strand_oriented,
         int(option(config, "distance", DEFAULT_DISTANCE)),
         float(option(config, "min_effect_score", DEFAULT_MIN_EFFECT_SCORE)),
     )

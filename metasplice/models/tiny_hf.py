@@ -49,12 +49,22 @@ def build_tiny_hf_model(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length,
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
     )
     config = BertConfig(
-        vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=2 * hidden, max_position_embeddings=max_length + 2, pad_token_id=vocab["[PAD]"],
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_length + 2,
+        pad_token_id=vocab["[PAD]"],
     )
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
@@ -65,8 +75,9 @@ def build_tiny_hf_model(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(
-            README.format(seed=seed, hidden=hidden, layers=layers, heads=heads, max_length=max_length,
-                          vocab=" ".join(VOCAB))
+            README.format(
+                seed=seed, hidden=hidden, layers=layers, heads=heads, max_length=max_length, vocab=" ".join(VOCAB)
+            )
         )
         if out.exists():
             shutil.rmtree(out)

@@ -44,9 +44,10 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from metasplice.models import tasks as effects
 from metasplice.models import build_model, save_model
+from metasplice.models import tasks as effects
 from metasplice.models.common import monotone_quantiles, output_layout, task_config_dict, transform_outputs
 from metasplice.models.registry import atomic_torch_save
 
@@ -154,8 +155,10 @@ def load_training_data(
         ref, alt = npz["ref"], npz["alt"]
         strand_oriented = bool(npz["strand_oriented"]) if "strand_oriented" in npz.files else True
     if ref.dtype != np.uint8 or alt.dtype != np.uint8 or ref.shape != alt.shape or ref.ndim != 2:
-        raise ValueError(f"{sequences}: ref/alt must be uint8 [N, L] of equal shape, got {ref.dtype}{ref.shape}, "
-                         f"{alt.dtype}{alt.shape}")
+        raise ValueError(
+            f"{sequences}: ref/alt must be uint8 [N, L] of equal shape, got {ref.dtype}{ref.shape}, "
+            f"{alt.dtype}{alt.shape}"
+        )
     if context is not None and ref.shape[1] != context:
         raise ValueError(f"{sequences}: windows are {ref.shape[1]} nt but the model's context is {context}")
     table = pd.read_parquet(variants, columns=["label", "split"])
@@ -183,8 +186,10 @@ def load_training_data(
     strand = None
     if task in ("localisation", "multitask") and strand_oriented:
         if "strand" not in _parquet_columns(variants):
-            raise ValueError(f"{variants} has no 'strand' column, needed to orient the offsets of the "
-                             f"strand-oriented windows of {sequences}")
+            raise ValueError(
+                f"{variants} has no 'strand' column, needed to orient the offsets of the "
+                f"strand-oriented windows of {sequences}"
+            )
         strand = pd.read_parquet(variants, columns=["strand"])["strand"].astype(str).to_numpy()
     try:
         classes = offsets = None
@@ -197,16 +202,34 @@ def load_training_data(
     labelled = np.isin(label, (0, 1))
     if task == "effect_type":
         y = _with_nan(classes)[:, None]
-        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (classes >= 0))
+        return TrainingData(
+            strand_oriented=strand_oriented,
+            ref=ref,
+            alt=alt,
+            y=y,
+            label=label,
+            split=split,
+            usable=labelled & (classes >= 0),
+        )
     if task == "localisation":
         y = _with_nan(offsets)[:, None]
-        return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled & (offsets >= 0),
-                            balanced=False)
+        return TrainingData(
+            strand_oriented=strand_oriented,
+            ref=ref,
+            alt=alt,
+            y=y,
+            label=label,
+            split=split,
+            usable=labelled & (offsets >= 0),
+            balanced=False,
+        )
     if task != "multitask":
         raise ValueError(f"unknown task {task!r}")
     binary = np.where(labelled, (label == 1).astype(np.float32), np.nan).astype(np.float32)
     y = np.column_stack([binary, _with_nan(classes), _with_nan(offsets), delta]).astype(np.float32)
-    return TrainingData(strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled)
+    return TrainingData(
+        strand_oriented=strand_oriented, ref=ref, alt=alt, y=y, label=label, split=split, usable=labelled
+    )
 
 
 def _parquet_columns(path: str | os.PathLike) -> list[str]:
@@ -241,18 +264,24 @@ def select_rows(data: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np
     positives = np.flatnonzero(usable & (data.split == "train") & (data.label == 1))
     negatives = np.flatnonzero(usable & (data.split == "train") & (data.label == 0))
     if len(positives) == 0 or len(negatives) == 0:
-        raise ValueError(f"training split has {len(positives)} Splice-altering and {len(negatives)} Normal usable rows; "
-                         "both classes are needed")
+        raise ValueError(
+            f"training split has {len(positives)} Splice-altering and {len(negatives)} Normal usable rows; "
+            "both classes are needed"
+        )
     per_class = min(len(positives), len(negatives))
     if config.max_samples is not None:
         per_class = min(per_class, config.max_samples // 2)
-    train = np.sort(np.concatenate([rng.choice(positives, per_class, replace=False),
-                                    rng.choice(negatives, per_class, replace=False)]))
+    train = np.sort(
+        np.concatenate(
+            [rng.choice(positives, per_class, replace=False), rng.choice(negatives, per_class, replace=False)]
+        )
+    )
     return train, _validation_rows(data, usable, config, rng)
 
 
-def _validation_rows(data: TrainingData, usable: np.ndarray, config: TrainConfig,
-                     rng: np.random.Generator) -> np.ndarray:
+def _validation_rows(
+    data: TrainingData, usable: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> np.ndarray:
     val = np.flatnonzero(usable & (data.split == "val"))
     if len(val) == 0:
         raise ValueError("no validation rows (split 'val' with label 0/1 and finite targets); check the split settings")
@@ -295,7 +324,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then cosine decay to ``min_lr_ratio``, as a factor on each group's own base rate."""
     warmup = int(config.warmup_fraction * total_steps)
 
@@ -345,8 +376,7 @@ def loss_function(
         bounds[head] = slice(start, start + len(names))
         start += len(names)
     weights = effects.check_loss_weights(model_config.loss_weights)
-    columns = {"binary": slice(0, 1), "effect_type": slice(1, 2), "localisation": slice(2, 3),
-               "delta": slice(3, None)}
+    columns = {"binary": slice(0, 1), "effect_type": slice(1, 2), "localisation": slice(2, 3), "delta": slice(3, None)}
 
     def head_loss(head: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         o, t = out[:, bounds[head]], y[:, columns[head]]
@@ -446,8 +476,14 @@ def predict(
     return torch.cat(out).numpy() if out else np.zeros((0, len(model.output_names)), np.float32)
 
 
-def _evaluate(model: nn.Module, tensors: dict[str, torch.Tensor], label: np.ndarray, criterion: Callable,
-              batch_size: int, dtype: torch.dtype | None) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    label: np.ndarray,
+    criterion: Callable,
+    batch_size: int,
+    dtype: torch.dtype | None,
+) -> tuple[float, float]:
     """(mean loss, AUROC of the classifier score; NaN for a task without one) on one split."""
     model.eval()
     total, scores = 0.0, []
@@ -496,8 +532,14 @@ def train_step(
     return loss.detach()
 
 
-def _fingerprint(architecture: str, model_config: Any, config: TrainConfig, train_idx: np.ndarray,
-                 val_idx: np.ndarray, data: TrainingData) -> str:
+def _fingerprint(
+    architecture: str,
+    model_config: Any,
+    config: TrainConfig,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    data: TrainingData,
+) -> str:
     """Hash of everything that determines the result - settings, rows, and the rows' windows, targets and
     labels (re-extracted windows or re-scored targets change it); a saved state is resumed only when it matches."""
     train_fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUNTIME_FIELDS}
@@ -583,20 +625,31 @@ def train_model(
     if task in ("effect_type", "multitask"):
         classes = data.y[train_idx, 0 if task == "effect_type" else 1]
         class_weights = effects.effect_class_weights(classes[np.isfinite(classes)], model.config.class_weighting)
-        log.info("effect class weights (%s): %s", model.config.class_weighting,
-                 ", ".join(f"{c} {w:.3g}" for c, w in zip(effects.EFFECT_CLASSES, class_weights)))
+        log.info(
+            "effect class weights (%s): %s",
+            model.config.class_weighting,
+            ", ".join(f"{c} {w:.3g}" for c, w in zip(effects.EFFECT_CLASSES, class_weights)),
+        )
     criterion = loss_function(task, config.delta_loss, model.config, class_weights)
     n_train = len(train_idx)
     if data.balanced:
-        log.info("device %s, autocast %s; %d training rows (%d per class), %d validation rows", device,
-                 dtype, n_train, n_train // 2, len(val_idx))
+        log.info(
+            "device %s, autocast %s; %d training rows (%d per class), %d validation rows",
+            device,
+            dtype,
+            n_train,
+            n_train // 2,
+            len(val_idx),
+        )
     else:
-        log.info("device %s, autocast %s; %d training rows, %d validation rows", device, dtype, n_train,
-                 len(val_idx))
+        log.info("device %s, autocast %s; %d training rows, %d validation rows", device, dtype, n_train, len(val_idx))
 
     def tensors(idx: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"ref": torch.from_numpy(data.ref[idx]).to(device), "alt": torch.from_numpy(data.alt[idx]).to(device),
-                "y": torch.from_numpy(data.y[idx]).to(device)}
+        return {
+            "ref": torch.from_numpy(data.ref[idx]).to(device),
+            "alt": torch.from_numpy(data.alt[idx]).to(device),
+            "y": torch.from_numpy(data.y[idx]).to(device),
+        }
 
     train_t, val_t = tensors(train_idx), tensors(val_idx)
     model.to(device).train()
@@ -607,8 +660,11 @@ def train_model(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     eval_batch = config.eval_batch_size or 2 * config.batch_size
     group_names = [g["name"] for g in optimizer.param_groups]
-    better = (lambda new, old: new < old - config.min_delta) if MONITORS[config.monitor] == "min" else \
-             (lambda new, old: new > old + config.min_delta)
+    better = (
+        (lambda new, old: new < old - config.min_delta)
+        if MONITORS[config.monitor] == "min"
+        else (lambda new, old: new > old + config.min_delta)
+    )
 
     fingerprint = _fingerprint(model.architecture, model.config, config, train_idx, val_idx, data)
     state_file = Path(state_path) if state_path is not None else None
@@ -634,8 +690,18 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            loss = train_step(step_model, optimizer, scheduler, scaler, criterion, train_t["ref"][idx],
-                              train_t["alt"][idx], train_t["y"][idx], dtype, config.grad_clip)
+            loss = train_step(
+                step_model,
+                optimizer,
+                scheduler,
+                scaler,
+                criterion,
+                train_t["ref"][idx],
+                train_t["alt"][idx],
+                train_t["y"][idx],
+                dtype,
+                config.grad_clip,
+            )
             loss_sum += loss * len(idx)
             if (step + 1) % config.log_every == 0:
                 log.info("epoch %d step %d/%d loss %.5f", epoch, step + 1, steps_per_epoch, loss.item())
@@ -654,22 +720,46 @@ def train_model(
             best["bad_epochs"] += 1
             best["stopped"] = config.early_stopping and best["bad_epochs"] >= config.patience
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auroc": val_auroc,
-               **{f"lr_{name}": lr for name, lr in zip(group_names, scheduler.get_last_lr())},
-               "seconds": round(seconds, 3), "best": improved}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_auroc": val_auroc,
+            **{f"lr_{name}": lr for name, lr in zip(group_names, scheduler.get_last_lr())},
+            "seconds": round(seconds, 3),
+            "best": improved,
+        }
         history.append(row)
-        log.info("epoch %d/%d train_loss %.5f val_loss %.5f val_auroc %.4f lr %s %.1f s (%.0f samples/s)%s",
-                 epoch, config.epochs, train_loss, val_loss, val_auroc,
-                 " ".join(f"{n}={lr:.3g}" for n, lr in zip(group_names, scheduler.get_last_lr())),
-                 seconds, n_train / seconds, " *best*" if improved else "")
+        log.info(
+            "epoch %d/%d train_loss %.5f val_loss %.5f val_auroc %.4f lr %s %.1f s (%.0f samples/s)%s",
+            epoch,
+            config.epochs,
+            train_loss,
+            val_loss,
+            val_auroc,
+            " ".join(f"{n}={lr:.3g}" for n, lr in zip(group_names, scheduler.get_last_lr())),
+            seconds,
+            n_train / seconds,
+            " *best*" if improved else "",
+        )
         if best["stopped"]:
             log.info("early stopping: no %s improvement for %d epochs", config.monitor, config.patience)
         write_history(history, history_out)
         if state_file is not None:
-            atomic_torch_save({"format": STATE_FORMAT, "fingerprint": fingerprint, "model": model.state_dict(),
-                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-                               "best": best}, state_file)
+            atomic_torch_save(
+                {
+                    "format": STATE_FORMAT,
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "best": best,
+                },
+                state_file,
+            )
         if on_epoch_end is not None:
             on_epoch_end(row)
 
@@ -677,21 +767,33 @@ def train_model(
         model.load_state_dict(best["state"])
     # the saved weights' epoch and value: the best epoch's when restored, else the last epoch's
     last_value = history[-1]["val_loss" if config.monitor == "val_loss" else "val_auroc"] if history else None
-    summary = {"best_epoch": best["epoch"] if config.restore_best else len(history), "epochs_run": len(history),
-               "early_stopped": best["stopped"], "monitor": config.monitor,
-               "best_value": best["value"] if config.restore_best else last_value,
-               "restored_best": bool(config.restore_best),
-               "n_train": n_train, "n_val": len(val_idx), "strand_oriented": data.strand_oriented,
-               "device": str(device),
-               "torch": str(torch.__version__)}
+    summary = {
+        "best_epoch": best["epoch"] if config.restore_best else len(history),
+        "epochs_run": len(history),
+        "early_stopped": best["stopped"],
+        "monitor": config.monitor,
+        "best_value": best["value"] if config.restore_best else last_value,
+        "restored_best": bool(config.restore_best),
+        "n_train": n_train,
+        "n_val": len(val_idx),
+        "strand_oriented": data.strand_oriented,
+        "device": str(device),
+        "torch": str(torch.__version__),
+    }
     if class_weights is not None:
         summary["class_weights"] = dict(zip(effects.EFFECT_CLASSES, map(float, class_weights)))
     write_history(history, history_out)
     save_model(model_out, model, dataclasses.asdict(config), summary)
     if state_file is not None:
         state_file.unlink(missing_ok=True)
-    log.info("saved %s (epoch %d of %d, %s %.5g)", model_out, summary["best_epoch"], len(history),
-             config.monitor, best["value"] if best["value"] is not None else float("nan"))
+    log.info(
+        "saved %s (epoch %d of %d, %s %.5g)",
+        model_out,
+        summary["best_epoch"],
+        len(history),
+        config.monitor,
+        best["value"] if best["value"] is not None else float("nan"),
+    )
     return summary
 
 
@@ -710,6 +812,7 @@ def run_experiment(
     """Seed, build the model, load the data and train it (see :func:`train_model`)."""
     seed_everything(config.seed)
     model = build_model(architecture, model_config)
-    data = load_training_data(sequences, variants, scores, model_config.task, model_config.targets,
-                              model_config.context, model_config)
+    data = load_training_data(
+        sequences, variants, scores, model_config.task, model_config.targets, model_config.context, model_config
+    )
     return train_model(model, data, config, model_out, history_out, state_path, on_epoch_end)

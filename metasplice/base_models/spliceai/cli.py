@@ -99,11 +99,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     log = logging.getLogger("metasplice.spliceai")
     t0 = time.perf_counter()
-    from metasplice.data.annotation import load_annotation
-    from metasplice.data.genome import Genome
     from metasplice.base_models.backends import BaseModelSpec, EngineSpec, load_base_model, make_backend
     from metasplice.base_models.spliceai.scoring import ScoreConfig
     from metasplice.base_models.spliceai.vcf import annotate_vcf
+    from metasplice.data.annotation import load_annotation
+    from metasplice.data.genome import Genome
 
     if args.model == "openspliceai" and not args.weights:
         log.error("--model openspliceai needs --weights (the released OpenSpliceAI .pt state dicts)")

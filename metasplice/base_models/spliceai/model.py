@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -81,8 +81,8 @@ class ResidualUnit(nn.Module):
 
 
 class SpliceNet(nn.Module):
-    """One SpliceAI-style network. Input (B, 4, L) one-hot ACGT (N = zeros); output (B, 3, L - context)
-    probabilities over [neither, acceptor, donor]. ``context`` = 2 * sum((k - 1) * d) over the units."""
+    """One SpliceAI-style network. Input (B, 4, L) one-hot ACGT (N = zeros); output (B, outputs, L - context)
+    softmax probabilities (SpliceAI: [neither, acceptor, donor]; Pangolin: a tissue's [not, splice site]). ``context`` = 2 * sum((k - 1) * d) over the units."""
 
     def __init__(
         self,
@@ -90,6 +90,7 @@ class SpliceNet(nn.Module):
         width: int = WIDTH,
         negative_slope: float = 0.0,
         units_per_group: int = UNITS_PER_GROUP,
+        outputs: int = len(CHANNELS),
     ) -> None:
         super().__init__()
         self.groups = tuple(tuple(g) for g in groups)
@@ -100,7 +101,7 @@ class SpliceNet(nn.Module):
             ResidualUnit(k, d, width, negative_slope) for k, d in self.groups for _ in range(units_per_group)
         )
         self.skips = nn.ModuleList(nn.Conv1d(width, width, 1) for _ in range(len(self.groups) + 1))
-        self.head = nn.Conv1d(width, 3, 1)
+        self.head = nn.Conv1d(width, outputs, 1)  # SpliceAI: [neither, acceptor, donor]
         self.flank = sum((k - 1) * d for k, d in self.groups) * units_per_group
 
     @property

@@ -30,15 +30,19 @@ Deliberate differences from the official CLI (the scores of every scored allele 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from metasplice.data.genome import Genome, encode, reverse_complement
 from metasplice.base_models.jobs import AltJob, Segment
+from metasplice.data.genome import Genome, encode, reverse_complement
 
 ACGTN = frozenset("ACGTN")
+DEFAULT_DISTANCE = 50  # -D of the official CLI: positions scored on each side of POS
+DS_COLUMNS: tuple[str, ...] = ("DS_AG", "DS_AL", "DS_DG", "DS_DL")  # acceptor gain/loss, donor gain/loss
+DP_COLUMNS: tuple[str, ...] = ("DP_AG", "DP_AL", "DP_DG", "DP_DL")  # their offsets from POS
 
 
 class SkipReason:
@@ -63,7 +67,7 @@ class SkipReason:
 class ScoreConfig:
     """Scoring settings: the CLI's ``-D`` and ``-M``, and how variants share reference segments."""
 
-    distance: int = 50  # -D: positions scored on each side of POS (0..4999)
+    distance: int = DEFAULT_DISTANCE  # -D: positions scored on each side of POS (0..4999)
     mask: bool = False  # -M 1: mask annotated gains and unannotated losses
     merge_gap: int = 6000  # variants of one gene whose windows are closer than this share a segment
     max_segment: int = 100_000  # longest reference segment (bounds memory)

@@ -16,14 +16,12 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pysam
 
-from metasplice.data.annotation import Annotation
-from metasplice.data.genome import Genome
 from metasplice.base_models.spliceai.scoring import (
     AlleleResult,
     AlleleTask,
@@ -35,6 +33,8 @@ from metasplice.base_models.spliceai.scoring import (
     gene_info,
     score_tasks,
 )
+from metasplice.data.annotation import Annotation
+from metasplice.data.genome import Genome
 
 log = logging.getLogger("metasplice.spliceai")
 
