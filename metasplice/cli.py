@@ -11,11 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from metasplice import __version__
 
-SUBCOMMANDS: tuple[str, ...] = ("metasplice.base_models.spliceai.cli", "metasplice.data.demo", "metasplice.predict.annotate")
+SUBCOMMANDS: tuple[str, ...] = (
+    "metasplice.base_models.spliceai.cli",
+    "metasplice.base_models.pangolin.cli",
+    "metasplice.demo_cli",
+    "metasplice.predict.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,14 +8,16 @@ import torch
 
 from metasplice.base_models.spliceai.model import Ensemble, load_spliceai_ensemble
 
-KINDS = ("spliceai", "openspliceai")
+KINDS = ("spliceai", "openspliceai", "pangolin")
+PER_MEMBER_KINDS = ("pangolin",)  # scored from each network's outputs (per-tissue means of replicates)
 ENGINES = ("incremental", "windowed")
 
 
 @dataclass(frozen=True)
 class BaseModelSpec:
     """Which network and weights: ``kind`` spliceai (Keras .h5, default: the installed spliceai
-    package's five files) or openspliceai (PyTorch state dicts, paths required)."""
+    package's five files), openspliceai (PyTorch state dicts, paths required) or pangolin (the 12
+    official state dicts: their folder, or the 12 paths in the official order)."""
 
     kind: str = "spliceai"
     weights: tuple[str, ...] = ()
@@ -30,6 +32,12 @@ def load_base_model(spec: BaseModelSpec) -> Ensemble:
     """The ensemble described by ``spec`` in eval mode on the CPU."""
     if spec.kind == "spliceai":
         return load_spliceai_ensemble(spec.weights or None)
+    if spec.kind == "pangolin":
+        from metasplice.base_models.pangolin.model import load_pangolin
+
+        if not spec.weights:
+            raise ValueError("Pangolin needs its weights: the folder holding the 12 final.*.*.3.v2 state dicts")
+        return load_pangolin(spec.weights[0] if len(spec.weights) == 1 else spec.weights)
     from metasplice.base_models.openspliceai import load_openspliceai_ensemble
 
     return load_openspliceai_ensemble(spec.weights, flanking_size=spec.flanking_size)
@@ -74,5 +82,10 @@ def make_backend(model: Ensemble, spec: EngineSpec):
     from metasplice.base_models.engine import IncrementalBackend
 
     return IncrementalBackend(
-        model, device=device, batch_size=spec.batch_size, precision=spec.precision, reference=spec.reference
+        model,
+        device=device,
+        batch_size=spec.batch_size,
+        precision=spec.precision,
+        reference=spec.reference,
+        per_member=model.name in PER_MEMBER_KINDS,
     )

@@ -1,0 +1,189 @@
+"""Pangolin annotation of a VCF or CSV file, record for record as the official command line writes it.
+
+VCF: every record is written in input order, its text unchanged except that scored records get
+``Pangolin=...`` appended to INFO; a ``##INFO=<ID=Pangolin,...>`` line is added before ``#CHROM``.
+CSV (``-c`` names the CHROM, POS, REF, ALT columns): every row is written followed by ``,`` and the
+Pangolin text (empty when skipped), under the header plus ``,Pangolin``; REF and ALT are upper-cased
+as the official tool does, and ``[Line n]`` counts data rows from 1 as it does. A line that is not a
+record (too few columns, a POS that is not an integer) is reported with its line number and dropped;
+every other record is still scored. Output goes to a temporary file beside the target, renamed when
+complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from metasplice.base_models.pangolin.annotation import GeneLookup
+from metasplice.base_models.pangolin.scoring import PangolinConfig, PangolinTask, check_variant, score_tasks
+from metasplice.base_models.records import line_chunks, open_text, parse_line, read_header
+from metasplice.data.genome import Genome
+
+log = logging.getLogger("metasplice.pangolin")
+
+INFO_HEADER = (
+    '##INFO=<ID=Pangolin,Number=.,Type=String,Description="Pangolin splice scores. '
+    'Format: gene|pos:score_change|pos:score_change|warnings,...">'
+)
+
+
+@dataclass
+class PangolinSummary:
+    records: int = 0
+    scored: int = 0
+    skipped: int = 0
+    dropped: int = 0
+
+
+def _emit(warn: Callable[[str], None], text: str) -> None:
+    for line in text.split("\n"):
+        warn(line)
+
+
+def _with_info(fields: list[str], text: str) -> str:
+    info = fields[7]
+    fields = list(fields)
+    fields[7] = f"Pangolin={text}" if info in (".", "") else f"{info};Pangolin={text}"
+    return "\t".join(fields)
+
+
+def _score_chunk(items, genome, genes, backend, config, warn):
+    """items: (line number, chrom, pos, ref, alt); returns the INFO text per item ('' when skipped)."""
+    tasks: list[PangolinTask] = []
+    where: list[int] = []
+    texts = [""] * len(items)
+    for k, (line, chrom, pos, ref, alt) in enumerate(items):
+        task, warning = check_variant(line, chrom, pos, ref, alt, genome, genes, config)
+        if task is None:
+            _emit(warn, warning)
+            continue
+        tasks.append(task)
+        where.append(k)
+    for k, res in zip(where, score_tasks(tasks, genome, backend, config), strict=True):
+        texts[k] = res.text
+    return texts
+
+
+def annotate_vcf(
+    path: str,
+    genome: Genome,
+    genes: GeneLookup,
+    backend,
+    config: PangolinConfig,
+    output: str,
+    chunk_size: int = 2000,
+    warn: Callable[[str], None] | None = None,
+) -> PangolinSummary:
+    """Write ``output`` (a .vcf) with the Pangolin field; returns the counts."""
+    warn = warn or (lambda s: print(s, file=sys.stderr))
+    summary = PangolinSummary()
+    with open_text(path) as stream, _atomic(output) as out:
+        header, n_header = read_header(stream, path)
+        header = [h for h in header if not h.startswith("##INFO=<ID=Pangolin,")]
+        out.write("\n".join([*header[:-1], INFO_HEADER, header[-1]]) + "\n")
+        for chunk in line_chunks(stream, path, n_header + 1, chunk_size):
+            records, items = [], []
+            for number, text in chunk:
+                rec, why = parse_line(number, text)
+                if rec.fields is None:
+                    warn(f"[Line {number}] WARNING, skipping line: {why}")
+                    summary.dropped += 1
+                    continue
+                alt = rec.alts[0] if rec.alts else "."
+                records.append(rec)
+                items.append((number, rec.chrom, rec.pos, rec.ref, alt))
+            texts = _score_chunk(items, genome, genes, backend, config, warn)
+            for rec, text in zip(records, texts, strict=True):
+                summary.records += 1
+                summary.scored += bool(text)
+                summary.skipped += not text
+                out.write((_with_info(rec.fields, text) if text else rec.text) + "\n")
+    return summary
+
+
+def annotate_csv(
+    path: str,
+    genome: Genome,
+    genes: GeneLookup,
+    backend,
+    config: PangolinConfig,
+    output: str,
+    columns: str = "CHROM,POS,REF,ALT",
+    chunk_size: int = 2000,
+    warn: Callable[[str], None] | None = None,
+) -> PangolinSummary:
+    """Write ``output`` (a .csv): the input rows, each followed by ``,`` and its Pangolin text."""
+    warn = warn or (lambda s: print(s, file=sys.stderr))
+    names = [c.strip() for c in columns.split(",")]
+    if len(names) != 4:
+        raise ValueError(f"-c must name 4 columns (chromosome, position, ref, alt), got {columns!r}")
+    summary = PangolinSummary()
+    with open_text(path) as stream, _atomic(output) as out:
+        header_text = stream.readline().rstrip("\r\n")
+        header = next(csv.reader([header_text]))
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise ValueError(f"{path}: column(s) {', '.join(missing)} not in the header ({', '.join(header)}); set -c")
+        cols = [header.index(n) for n in names]
+        out.write(header_text + ",Pangolin\n")
+        row = 0
+        lines = iter(stream)
+        while True:
+            batch: list[tuple[int, str]] = []
+            for text in lines:
+                batch.append((0, text.rstrip("\r\n")))
+                if len(batch) >= chunk_size:
+                    break
+            if not batch:
+                break
+            kept, items = [], []
+            for _, text in batch:
+                row += 1
+                values = next(csv.reader([text]), [])
+                try:
+                    chrom, pos, ref, alt = (values[c] for c in cols)
+                    pos_i = int(pos)
+                except (IndexError, ValueError):
+                    warn(f"[Line {row}] WARNING, skipping line: not a row with {', '.join(names)}")
+                    summary.dropped += 1
+                    continue
+                kept.append(text)
+                items.append((row, chrom, pos_i, ref.upper(), alt.upper()))
+            texts = _score_chunk(items, genome, genes, backend, config, warn)
+            for text, info in zip(kept, texts, strict=True):
+                summary.records += 1
+                summary.scored += bool(info)
+                summary.skipped += not info
+                out.write(f"{text},{info}\n")
+    return summary
+
+
+class _atomic:
+    """A text file written under a temporary name in the target's folder, renamed when complete."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.handle: IO[str] | None = None
+
+    def __enter__(self) -> io.TextIOBase:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
+        self.tmp = Path(tmp)
+        self.handle = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        return self.handle
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.handle is not None
+        self.handle.close()
+        if exc_type is None:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
