@@ -22,6 +22,7 @@ localrules:
     fetch_splicevardb,
     fetch_genome,
     fetch_annotation,
+    fetch_pangolin_weights,
 
 
 rule all:

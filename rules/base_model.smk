@@ -1,7 +1,7 @@
 # Base-model scores per variant: results/targets/{base}/scores.parquet (DS/DP per variant, skip
 # reasons, validated targets), deltas.npy (float32 [N, 2D+1, 3] alt - ref, genome orientation) and
 # targets.npy (label 1 -> deltas, label 0 -> zeros, other -> NaN); rows in variants.parquet order.
-# {base} is a key of CONFIG `base_models` (kind spliceai or openspliceai, weights, distance, mask,
+# {base} is a key of CONFIG `base_models` (kind spliceai, openspliceai or pangolin, weights, distance, mask,
 # engine, batch_size, precision, device, gpu, threads). Computation: metasplice.base_models.table.
 # Cached between workflows (`--cache`), so it has no benchmark: directive (Snakemake forbids both);
 # the log records the time taken. The cache key covers params, not the package: `code` (a digest of the
@@ -14,6 +14,7 @@ rule base_model_scores:
         genome=GENOME,
         fai=f"{GENOME}.fai",
         annotation=ANNOTATION,
+        weights=lambda wc: msplan.base_model_weights(CONFIG, wc.base),
     output:
         scores="results/targets/{base}/scores.parquet",
         deltas="results/targets/{base}/deltas.npy",

@@ -76,3 +76,26 @@ rule fetch_annotation:
         code=script_code("fetch_annotation"),
     script:
         "../workflow_scripts/fetch_annotation.py"
+
+
+# Pangolin's 12 official state dicts (GPL-3.0, github tkzeng/Pangolin at a pinned commit), from the
+# folder a `kind: pangolin` base model's `weights` names, else from the pinned URLs; sha256 checked.
+rule fetch_pangolin_weights:
+    input:
+        lambda wc: [
+            s
+            for s in [msplan.pangolin_weight_source(CONFIG, wc.name)["source"]]
+            if not msfetch.is_url(s)
+        ],
+    output:
+        "resources/pangolin/models/{name}",
+    log:
+        "logs/fetch/pangolin_{name}.log",
+    wildcard_constraints:
+        name=r"final\.[123]\.[0246]\.3\.v2",
+    conda:
+        "../envs/metasplice.yaml"
+    params:
+        fetch=lambda wc: msplan.pangolin_weight_source(CONFIG, wc.name),
+    script:
+        "../workflow_scripts/fetch_pangolin_weights.py"

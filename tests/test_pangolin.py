@@ -164,3 +164,45 @@ def test_csv_input_matches_the_vcf(tmp_path, backend, genome, genes):
     assert rows[0] == "CHROM,POS,REF,ALT,Pangolin"
     official = _records(PG / "clinvar_official_d50.vcf")[:6]
     assert [r.split(",", 4)[4] for r in rows[1:]] == [o[4] or "" for o in official]
+
+
+def test_pipeline_table_matches_the_official_values(genome, backend):
+    """targets/{base}/scores.parquet of a kind: pangolin base model: each variant scored on its assigned
+    gene (from a SpliceAI-format table), the official gain and loss (2 decimals) and positions."""
+    import pandas as pd
+
+    from metasplice.base_models.pangolin.table import score_pangolin_variants
+
+    table = _table_from_gtf(PG / "region_genes.gtf")
+    brca1 = table[table["name"] == "BRCA1"].iloc[0]
+    recs = [line.split("\t") for line in VCF.read_text().splitlines() if not line.startswith("#")][:10]
+    variants = pd.DataFrame(
+        {
+            "chrom": [f[0] for f in recs],
+            "pos": [int(f[1]) for f in recs],
+            "ref": [f[3] for f in recs],
+            "alt": [f[4] for f in recs],
+            "gene": "BRCA1",
+            "strand": brca1["strand"],
+            "tx_start": brca1["tx_start"],
+            "tx_end": brca1["tx_end"],
+            "label": [1, 0, -1, 1, 0, 1, 0, 1, 0, 1],
+        }
+    )
+    result = score_pangolin_variants(variants, genome, Annotation(table), backend, PangolinConfig(distance=50))
+    scores = result.scores
+    assert scores["scored"].all() and result.deltas.shape == (10, 101, 4)
+    for (_, row), official in zip(scores.iterrows(), _records(PG / "clinvar_official_d50.vcf")[:10], strict=True):
+        gene, gain, loss, _ = official[4].split("|")
+        assert gene == "gene_BRCA1"
+        # the official INFO prints float32 repr (-0.019999999552965164): compare at its 2 decimals
+        assert (int(row["gain_pos"]), round(float(row["gain"]), 2)) == (
+            int(gain.split(":")[0]),
+            round(float(gain.split(":")[1]), 2),
+        )
+        assert (int(row["loss_pos"]), round(float(row["loss"]), 2)) == (
+            int(loss.split(":")[0]),
+            round(float(loss.split(":")[1]), 2),
+        )
+        assert row["score"] == pytest.approx(max(row["gain"], -row["loss"]))
+    assert np.isnan(scores["target_score"].iloc[2]) and scores["target_score"].iloc[1] == 0

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from metasplice.base_models.backends import BaseModelSpec, EngineSpec, load_base_model, make_backend
+from metasplice.base_models.pangolin.scoring import PangolinConfig
+from metasplice.base_models.pangolin.table import score_pangolin_variants
 from metasplice.base_models.spliceai.scoring import ScoreConfig
 from metasplice.base_models.table import REQUIRED, score_variants
 from metasplice.data.annotation import load_annotation
@@ -19,6 +21,10 @@ def save_npy(array: np.ndarray, path: str) -> None:
         np.save(fh, array)
 
 
+def kind_of(cfg) -> str:
+    return cfg.get("kind", "spliceai")
+
+
 def main(sm) -> None:
     log = logging.getLogger("metasplice")
     # params.scoring holds what changes the scores; runtime settings come from the config section
@@ -26,7 +32,7 @@ def main(sm) -> None:
     model = load_base_model(
         BaseModelSpec(
             kind=cfg.get("kind", "spliceai"),
-            weights=tuple(cfg.get("weights") or ()),
+            weights=tuple(sm.input.weights) if kind_of(cfg) == "pangolin" else tuple(cfg.get("weights") or ()),
             flanking_size=int(cfg.get("flanking_size", 10000)),
         )
     )
@@ -40,7 +46,13 @@ def main(sm) -> None:
             threads=sm.threads,
         ),
     )
-    config = ScoreConfig(distance=int(cfg.get("distance", 50)), mask=bool(cfg.get("mask", 0)))
+    kind = cfg.get("kind", "spliceai")
+    if kind == "pangolin":
+        config = PangolinConfig(distance=int(cfg.get("distance", 50)), mask=bool(cfg.get("mask", 1)))
+        score = score_pangolin_variants
+    else:
+        config = ScoreConfig(distance=int(cfg.get("distance", 50)), mask=bool(cfg.get("mask", 0)))
+        score = score_variants
     variants = pd.read_parquet(sm.input.variants, columns=list(REQUIRED))
     log.info(
         "%s: %d variants, D=%d, mask=%s, %s engine on %s",
@@ -52,7 +64,7 @@ def main(sm) -> None:
         getattr(backend, "device", "cpu"),
     )
     with Genome(sm.input.genome) as genome:
-        result = score_variants(variants, genome, load_annotation(sm.input.annotation), backend, config)
+        result = score(variants, genome, load_annotation(sm.input.annotation), backend, config)
     write_parquet(result.scores, sm.output.scores)
     save_npy(result.deltas, sm.output.deltas)
     save_npy(result.targets, sm.output.targets)

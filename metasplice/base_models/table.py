@@ -37,6 +37,7 @@ from metasplice.data.genome import Genome, normalise_chrom
 
 log = logging.getLogger("metasplice.spliceai")
 
+SCORE = "score"  # scores.parquet column every base model writes: its classifier score (NaN: not scored)
 REQUIRED = ("chrom", "pos", "ref", "alt", "gene", "strand", "tx_start", "tx_end", "label")
 
 
@@ -49,7 +50,7 @@ class ScoredVariants:
     targets: np.ndarray
 
 
-def _gene_rows(variants: pd.DataFrame, annotation: Annotation) -> np.ndarray:
+def gene_rows(variants: pd.DataFrame, annotation: Annotation) -> np.ndarray:
     """Annotation row of each variant's assigned gene (name, chrom, tx bounds), -1 if absent."""
     g = annotation.genes
     key = {}
@@ -100,7 +101,7 @@ def score_variants(
     scored = np.zeros(n, dtype=bool)
     reasons = np.array([""] * n, dtype=object)
     deltas = np.full((n, cov, 3), np.nan, dtype=np.float32)
-    rows = _gene_rows(variants, annotation)
+    rows = gene_rows(variants, annotation)
     genes = {int(r): gene_info(annotation, int(r)) for r in np.unique(rows[rows >= 0])}
     chroms = variants["chrom"].astype(str).to_numpy()
     positions = variants["pos"].to_numpy(dtype=np.int64)
@@ -166,6 +167,7 @@ def score_variants(
     scores["DS_max"] = np.where(scored, np.nanmax(np.where(scored[:, None], ds, 0.0), axis=1), np.nan).astype(
         np.float32
     )
+    scores[SCORE] = scores["DS_max"]  # the classifier score every base model writes
     scores["scored"] = scored
     scores["skip_reason"] = reasons.astype(str)
     target_ds = validated_targets(labels, ds)

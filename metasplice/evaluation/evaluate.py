@@ -407,7 +407,8 @@ def evaluate_baseline_files(
     reference = None
     if reference_scores_path is not None and base != cfg.reference:
         reference = reference_table(variants, read_scores(reference_scores_path, len(variants), variants_path))
-    extra = {"kind": "baseline", "base": base, "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)"}
+    score = "max(DS_AG, DS_AL, DS_DG, DS_DL)" if "DS_AG" in scores.columns else "max(gain, -loss)"
+    extra = {"kind": "baseline", "base": base, "score": score}
     result = evaluate_predictions(pred, cfg, f"{base} (baseline)", "baseline", reference, cfg.reference, extra)
     write_evaluation(pred, result, predictions_out, metrics_out, base)
     return result

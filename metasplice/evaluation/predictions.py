@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metasplice.base_models.spliceai.scoring import DS_COLUMNS
+from metasplice.base_models.table import SCORE
 from metasplice.evaluation import metrics as M
 
 VARIANT_COLUMNS: tuple[str, ...] = ("variant_id", "split", "label", "classification", "region", "variant_type")
@@ -68,9 +69,8 @@ def read_variants(path: str | os.PathLike) -> pd.DataFrame:
 def read_scores(path: str | os.PathLike, n_rows: int, variants_path: str | os.PathLike = "variants") -> pd.DataFrame:
     """A base model's scores.parquet, checked to be row-aligned with the variants."""
     scores = pd.read_parquet(path)
-    missing = [c for c in DS_COLUMNS if c not in scores.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}; rerun the base model scoring")
+    if SCORE not in scores.columns and any(c not in scores.columns for c in DS_COLUMNS):
+        raise ValueError(f"{path}: no {SCORE!r} column; rerun the base model scoring")
     if len(scores) != n_rows:
         raise ValueError(
             f"{path} has {len(scores)} rows but {variants_path} has {n_rows}; rerun the base model scoring"
@@ -79,7 +79,10 @@ def read_scores(path: str | os.PathLike, n_rows: int, variants_path: str | os.Pa
 
 
 def base_score(scores: pd.DataFrame) -> np.ndarray:
-    """max(DS_AG, DS_AL, DS_DG, DS_DL) per row; NaN where the base model did not score the variant."""
+    """The base model's classifier score per row (``score``: SpliceAI's max(DS_AG, DS_AL, DS_DG, DS_DL),
+    Pangolin's max(gain, -loss)); NaN where the base model did not score the variant."""
+    if SCORE in scores.columns:
+        return scores[SCORE].to_numpy(dtype=np.float64)
     ds = scores[list(DS_COLUMNS)].to_numpy(dtype=np.float64)
     out = np.full(len(ds), np.nan)
     ok = np.isfinite(ds).all(axis=1)
@@ -99,11 +102,12 @@ def prediction_frame(variants: pd.DataFrame, rows: np.ndarray, score: np.ndarray
 
 
 def baseline_predictions(variants: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Validation and test rows with the base model's max delta score (and its four DS values)."""
+    """Validation and test rows with the base model's classifier score (and SpliceAI's four DS values)."""
     rows = eval_rows(variants)
     table = prediction_frame(variants, rows, base_score(scores)[rows])
     for c in DS_COLUMNS:
-        table[f"pred_{c}"] = scores[c].to_numpy(dtype=np.float64)[rows]
+        if c in scores.columns:
+            table[f"pred_{c}"] = scores[c].to_numpy(dtype=np.float64)[rows]
     return table
 
 

@@ -754,7 +754,11 @@ def task_table(items: Sequence[_Loaded]) -> pd.DataFrame:
         ) -> None:
             out.append(
                 {
-                    **base,  # noqa: B023 (called within this iteration) "section": section, "metric": metric, "group": group, "n": n,
+                    **base,  # noqa: B023 (called within this iteration)
+                    "section": section,
+                    "metric": metric,
+                    "group": group,
+                    "n": n,
                     "nominal": nominal,
                     **{k: _get(iv, k) for k in ("estimate", "low", "high")},
                     **values,

@@ -12,8 +12,13 @@ import copy
 import dataclasses
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from metasplice.base_models.pangolin.model import COMMIT as PANGOLIN_COMMIT
+from metasplice.base_models.pangolin.model import REPLICATES, TISSUES, weight_name
+from metasplice.base_models.pangolin.model import URL as PANGOLIN_URL
+from metasplice.base_models.pangolin.model import WEIGHTS as PANGOLIN_WEIGHTS
 from metasplice.data.splits import CrossValConfig, check_group_gaps, fold_name, split_fold_name
 from metasplice.data.variants import coordinate_column_for
 from metasplice.evaluation.evaluate import EvalConfig
@@ -25,6 +30,7 @@ from metasplice.experiments.sweeps import expand_config, expand_names
 from metasplice.models.common import SCORE_TASKS
 
 RESULTS = "results"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 # Settings that change a base model's numbers; the others (device, batch size, threads, gpu, engine)
 # only change how fast they come, so editing them does not rerun the scoring.
@@ -474,3 +480,38 @@ def planned_config(config: Mapping[str, Any]) -> dict[str, Any]:
     planned = {**copy.deepcopy(expanded), "datasets": datasets, "_sweeps": sweeps}
     check_group_gaps(planned)
     return planned
+
+
+PANGOLIN_MODELS = "resources/pangolin/models"  # where rule fetch_pangolin_weights puts the 12 state dicts
+
+
+def base_model_weights(config: Mapping[str, Any], base: str) -> list[str]:
+    """Weight files rule base_model_scores reads for ``base``: Pangolin's 12 fetched state dicts in
+    the official order (other kinds read their configured weights themselves)."""
+    cfg = (config.get("base_models") or {}).get(base) or {}
+    if cfg.get("kind") != "pangolin":
+        return []
+    return [f"{PANGOLIN_MODELS}/{name}" for name in pangolin_weight_names()]
+
+
+def pangolin_weight_names() -> list[str]:
+    return [weight_name(r, j) for j in range(len(TISSUES)) for r in REPLICATES]
+
+
+def pangolin_weight_source(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """Source of one Pangolin state dict: the file of that name in the folder a ``kind: pangolin`` base
+    model's ``weights`` gives, else the pinned URL (github tkzeng/Pangolin at the pinned commit); and
+    its sha256."""
+    folders = [
+        str(w)
+        for cfg in (config.get("base_models") or {}).values()
+        if (cfg or {}).get("kind") == "pangolin"
+        for w in (cfg.get("weights") or [])[:1]
+    ]
+    if not folders:
+        return {"source": PANGOLIN_URL.format(commit=PANGOLIN_COMMIT, name=name), "sha256": PANGOLIN_WEIGHTS[name]}
+    folder = Path(folders[0])
+    if not folder.is_absolute() and not folder.exists() and (REPOSITORY / folder).exists():
+        folder = REPOSITORY / folder  # a folder of this checkout (the shipped copies), from another working directory
+    source = str(folder / name)
+    return {"source": source, "sha256": PANGOLIN_WEIGHTS[name]}

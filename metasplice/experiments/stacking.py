@@ -258,6 +258,8 @@ def _profile_summary(prefix: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
 
 def base_features(name: str, scores: pd.DataFrame, deltas: np.ndarray | None, profile: bool = True) -> pd.DataFrame:
     """Features of base model ``name`` from its scores table (and per-position deltas)."""
+    if "gain" in scores.columns and "DS_AG" not in scores.columns:
+        return pangolin_features(name, scores, deltas, profile)
     missing = [c for c in DS + DP if c not in scores.columns]
     if missing:
         raise ValueError(f"base model {name!r}: scores lack columns {missing}; rerun the base model scoring")
@@ -277,6 +279,31 @@ def base_features(name: str, scores: pd.DataFrame, deltas: np.ndarray | None, pr
             raise ValueError(f"base model {name!r}: deltas of shape {deltas.shape} for {len(scores)} score rows")
         cols.update(_profile_summary(name, deltas))
     return pd.DataFrame(cols, index=scores.index)
+
+
+def pangolin_features(name: str, scores: pd.DataFrame, deltas: np.ndarray | None, profile: bool = True) -> pd.DataFrame:
+    """Features of a Pangolin-kind base model: its score, gain and loss with their distances, each
+    tissue's gain and loss, and (``profile``) per tissue the summed gains and losses over the window."""
+    ok = scores["scored"].to_numpy(dtype=bool)
+    cols: dict[str, np.ndarray] = {
+        f"{name}_{c}": scores[c].to_numpy(dtype=np.float64) for c in ("score", "gain", "loss")
+    }
+    for c in ("gain_pos", "loss_pos"):
+        cols[f"{name}_abs_{c}"] = np.abs(scores[c].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan))
+    for c in scores.columns:
+        if c.startswith(("gain_", "loss_")) and not c.endswith("_pos"):
+            cols[f"{name}_{c}"] = scores[c].to_numpy(dtype=np.float64)
+    if profile:
+        if deltas is None or deltas.shape[0] != len(scores) or deltas.ndim != 3:
+            raise ValueError(f"base model {name!r}: profile features need its deltas.npy (one row per variant)")
+        with np.errstate(invalid="ignore"):
+            d = deltas.astype(np.float64)
+            cols[f"{name}_gain_sum"] = np.clip(d, 0, None).max(axis=2).sum(axis=1)
+            cols[f"{name}_loss_sum"] = np.clip(-d, 0, None).max(axis=2).sum(axis=1)
+            cols[f"{name}_peaks"] = (np.abs(d).max(axis=2) >= PEAK_THRESHOLD).sum(axis=1).astype(np.float64)
+    out = pd.DataFrame(cols, index=scores.index)
+    out.loc[~ok] = np.nan
+    return out
 
 
 def annotation_features(variants: pd.DataFrame) -> pd.DataFrame:
