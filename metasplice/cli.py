@@ -23,8 +23,15 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="metasplice",
         description="Meta-models on top of splice predictors (SpliceAI, OpenSpliceAI), evaluated on SpliceVarDB.",
     )

@@ -12,7 +12,10 @@ Modules (imported on use, so that importing this package stays cheap):
   gene segment, alt cone only, channels-last); :mod:`.windowed` - ``WindowedBackend``, the plain
   full-window oracle.
 * :mod:`.vcf` - ``annotate_vcf`` / ``score_records``: streaming VCF annotation in the official
-  format; :mod:`.cli` - ``metasplice spliceai``.
+  format; :mod:`.cli` - ``metasplice spliceai`` (``spliceai/``; ``pangolin/`` the same for Pangolin).
+* :mod:`.records` - VCF text read line by line with line numbers, shared by every VCF reader;
+  :mod:`.cli_io` - what the scoring command lines share: input checks, atomic outputs, signals and
+  exit status.
 * :mod:`.table` - ``score_variants``: scores.parquet / deltas.npy / targets.npy for the pipeline.
 * :mod:`.base` - ``BaseModelSpec`` / ``EngineSpec``, ``load_base_model``, ``make_backend``.
 """

@@ -505,7 +505,13 @@ class StackedModel:
         meta_path = directory / "model.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{directory}: no model.json; is it a stacked model directory?")
-        meta = json.loads(meta_path.read_text())
+        damaged = "the model directory is damaged or incomplete: copy it again or retrain"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{meta_path} cannot be read as JSON ({exc}); {damaged}") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path} is not a JSON object; {damaged}")
         if meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
         import sklearn
@@ -520,21 +526,34 @@ class StackedModel:
                 sklearn.__version__,
                 saved,
             )
-        blob = joblib.load(directory / "stacker.joblib")
-        cfg = dict(meta["config"])
-        for key in ("bases", "members", "learners"):
-            cfg[key] = tuple(cfg[key])
-        return cls(
-            config=StackConfig(**cfg),
-            estimator=blob["estimator"],
-            learner=meta["learner"],
-            feature_names=tuple(meta["feature_names"]),
-            validation=meta.get("validation", {}),
-            member_files=meta.get("member_files", {}),
-            base_models=meta.get("base_models", {}),
-            sequences=meta.get("sequences", {}),
-            regions=meta.get("regions", {}),
-        )
+        blob_path = directory / "stacker.joblib"
+        if not blob_path.exists():
+            raise FileNotFoundError(f"{blob_path} is missing; {damaged}")
+        try:
+            blob = joblib.load(blob_path)
+            estimator = blob["estimator"]
+        except Exception as exc:  # a truncated or corrupt pickle: EOFError, UnpicklingError, KeyError, ...
+            raise ValueError(
+                f"{blob_path} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"{damaged}"
+            ) from exc
+        try:
+            cfg = dict(meta["config"])
+            for key in ("bases", "members", "learners"):
+                cfg[key] = tuple(cfg[key])
+            return cls(
+                config=StackConfig(**cfg),
+                estimator=estimator,
+                learner=meta["learner"],
+                feature_names=tuple(meta["feature_names"]),
+                validation=meta.get("validation", {}),
+                member_files=meta.get("member_files", {}),
+                base_models=meta.get("base_models", {}),
+                sequences=meta.get("sequences", {}),
+                regions=meta.get("regions", {}),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{meta_path} lacks or mangles the entry {exc}; {damaged}") from exc
 
 
 def _labelled(variants: pd.DataFrame, split: str) -> np.ndarray:

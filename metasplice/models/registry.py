@@ -102,7 +102,15 @@ def save_model(
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint dict of ``path`` (tensors on CPU); ValueError when it is not a model checkpoint."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a truncated or corrupt file: torch raises RuntimeError, EOFError, UnpicklingError...
+        raise ValueError(
+            f"model checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "it is damaged or incomplete: copy it again or retrain"
+        ) from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path} is not a metasplice model checkpoint (expected format {FORMAT})")
     return checkpoint
@@ -114,10 +122,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", mode
     ``model_path`` replaces the recorded Hugging Face snapshot location (when it has moved).
     """
     checkpoint = load_checkpoint(path)
-    values = dict(checkpoint["model_config"])
+    try:
+        values = dict(checkpoint["model_config"])
+        name = checkpoint["architecture"]
+        state = checkpoint["state_dict"]
+    except KeyError as exc:
+        raise ValueError(f"model checkpoint {path} has no {exc.args[0]!r} entry; it is damaged: retrain") from None
     if model_path is not None:
         values["model_path"] = model_path
-    name = checkpoint["architecture"]
     model = build_model(name, model_config(name, values), pretrained=False)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"model checkpoint {path}: its weights do not fit its {name} architecture ({str(exc).splitlines()[0]}); "
+            "it is damaged: retrain"
+        ) from exc
     return model.to(device).eval()

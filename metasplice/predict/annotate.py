@@ -60,17 +60,25 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from metasplice.base_models.records import LineRecord, Slot, line_chunks, open_text, parse_line, read_header, short
+from metasplice.base_models.cli_io import STDOUT, AtomicFiles, encode_line, isolate_failures, open_output
+from metasplice.base_models.records import (
+    LineRecord,
+    Slot,
+    VcfInput,
+    line_message,
+    open_vcf,
+    parse_line,
+    short,
+    tsv_field,
+)
 from metasplice.base_models.spliceai.scoring import DP_COLUMNS, DS_COLUMNS
 from metasplice.predict.predictor import BaseScorer, Predictor, load_predictor
 
@@ -124,7 +132,7 @@ class Skip:
 
     def row(self) -> str:
         return "\t".join(
-            _tsv_field(str(v))
+            tsv_field(str(v))
             for v in (self.line, self.chrom, self.pos, self.ref, self.alt, self.gene, self.skipped, self.reason)
         )
 
@@ -138,11 +146,7 @@ class Skip:
             "SpliceAI": f"{where}: no SpliceAI scores, MetaSplice from the other features",
             "MetaSplice": f"{where}: no MetaSplice probability",
         }[self.skipped]
-        return f"WARNING: line {self.line}: {text} ({self.reason})"
-
-
-def _tsv_field(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
+        return line_message(self.line, f"WARNING: {text} ({self.reason})")
 
 
 class _ContigView:
@@ -366,6 +370,7 @@ def annotate_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneInd
     for rec in records:
         if rec.fields is None:
             continue
+        rec.slots, rec.reason, rec.fasta = [], "", ""  # planned afresh (a chunk may be scored again, record by record)
         _plan(rec, genome, genes, skips)
         for slot in rec.slots:
             if slot.reason:
@@ -565,53 +570,44 @@ def output_header(lines: Sequence[str], predictor: Predictor) -> list[str]:
     return kept + info_header_lines(predictor) + [lines[-1]]
 
 
-class _AtomicFiles:
-    """Temporary files beside the outputs, moved into place together by :meth:`commit`."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[str, str]] = []
-
-    def temp(self, path: str) -> str:
-        target = Path(path).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the permissions of a file created the usual way, not mkstemp's 0600
-        self.pending.append((tmp, str(target)))
-        return tmp
-
-    def commit(self) -> None:
-        for tmp, target in self.pending:  # the VCF is registered last: it appears last
-            os.replace(tmp, target)
-        self.pending = []
-
-    def discard(self) -> None:
-        for tmp, _ in self.pending:
-            Path(tmp).unlink(missing_ok=True)
-        self.pending = []
+SCORING_FAILED = "scoring failed"
 
 
-def _open_output(path: str, files: _AtomicFiles) -> IO[bytes]:
-    if path in ("-", "/dev/stdout"):
-        return sys.stdout.buffer
-    if path.endswith(".bcf"):
-        raise ValueError(f"{path}: BCF output is not supported; write .vcf.gz and convert with `bcftools view -Ob`")
-    tmp = files.temp(path)
-    if path.endswith((".gz", ".bgz")):
-        from pysam.libcbgzf import BGZFile
+def _score_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneIndex, predictor: Predictor) -> _Chunk:
+    """:func:`annotate_chunk`, where an error scoring one record costs that record only: it is written
+    unannotated with a ``scoring failed`` skip (:func:`metasplice.base_models.cli_io.isolate_failures`)."""
+    import pandas as pd
 
-        return BGZFile(tmp, "wb")
-    return open(tmp, "wb")
+    def failed(rec: LineRecord, exc: Exception) -> _Chunk:
+        reason = f"{SCORING_FAILED}: {type(exc).__name__}: {exc}"
+        alts = ",".join(rec.alts) or "."
+        if rec.fields is None:
+            return _Chunk(lines=[None], table=None, skips=[])
+        return _Chunk(
+            lines=[rec.text],
+            table=None,
+            skips=[Skip(rec.line, rec.chrom, str(rec.pos), rec.ref, alts, "", "record", reason)],
+        )
 
-
-def _encode(line: str) -> bytes:
-    return (line + "\n").encode("utf-8", errors="surrogateescape")
+    parts = isolate_failures(list(records), lambda items: annotate_chunk(items, genome, genes, predictor), failed)
+    if len(parts) == 1:
+        return parts[0]
+    tables = [p.table for p in parts if p.table is not None]
+    out = _Chunk(
+        lines=[line for p in parts for line in p.lines],
+        table=pd.concat(tables, ignore_index=True) if tables else None,
+        skips=sorted((s for p in parts for s in p.skips), key=lambda s: s.line),
+    )
+    for p in parts:
+        out.metasplice_records += p.metasplice_records
+        out.spliceai_records += p.spliceai_records
+        out.metasplice_entries += p.metasplice_entries
+        out.spliceai_entries += p.spliceai_entries
+    return out
 
 
 def predict_vcf(
-    input_path: str,
+    input_path: str | VcfInput,
     output_path: str,
     genome: Genome,
     annotation: Annotation,
@@ -626,111 +622,105 @@ def predict_vcf(
 ) -> PredictSummary:
     """Write ``input_path`` to ``output_path`` with INFO/SpliceAI and INFO/MetaSplice (see module docstring).
 
-    ``tsv_path``: one row per scored (record, allele, gene); ``skipped_path``: every skip with its
-    line and reason; ``max_warnings``: warnings per kind of skip (0: none), each given to ``warn``
-    (default: printed on stderr). All outputs are written to temporary files and moved into place
-    only when the whole input has been read.
+    ``input_path``: a file name ('-' = stdin) or a :class:`~metasplice.base_models.records.VcfInput`
+    opened (its header read) before the models were loaded. ``tsv_path``: one row per scored
+    (record, allele, gene); ``skipped_path``: every skip with its line and reason;
+    ``max_warnings``: warnings per kind of record or allele skip (0: none; a dropped line is always
+    named), each given to ``warn`` (default: printed on stderr). All outputs are written to
+    temporary files and moved into place only when the whole input has been read; on an error or
+    an interruption they are removed.
     """
     from tqdm import tqdm
 
     if chunk_size < 1:
         raise ValueError(f"chunk size must be >= 1, got {chunk_size}")
-    if input_path != "-" and not Path(input_path).is_file():
-        raise FileNotFoundError(f"input VCF not found: {input_path}")
+    if output_path.endswith(".bcf"):
+        raise ValueError(
+            f"{output_path}: BCF output is not supported; write .vcf.gz and convert with `bcftools view -Ob`"
+        )
     t0 = time.perf_counter()
+    source = input_path if isinstance(input_path, VcfInput) else open_vcf(input_path)
     summary = PredictSummary()
     warned: Counter = Counter()
     genes = GeneIndex(annotation)
-    files = _AtomicFiles()
-    stream = open_text(input_path)
-    handles: list[IO] = []
-    try:
-        header, n_header = read_header(stream, input_path)
-        tsv = open(files.temp(tsv_path), "w", encoding="utf-8", errors="surrogateescape") if tsv_path else None
-        report = (
-            open(files.temp(skipped_path), "w", encoding="utf-8", errors="surrogateescape") if skipped_path else None
-        )
-        handles += [h for h in (tsv, report) if h is not None]
-        if report:
-            report.write("\t".join(SKIPPED_COLUMNS) + "\n")
-        out = _open_output(output_path, files)
-        if out is not sys.stdout.buffer:
-            handles.append(out)
-        for line in output_header(header, predictor):
-            out.write(_encode(line))
-        tsv_header = True
-        bar = tqdm(unit=" records", disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
-        say = warn or (lambda text: bar.write(text, file=sys.stderr))
+    with source, AtomicFiles() as files:
+        handles: list[IO] = []
         try:
-            for lines in line_chunks(stream, input_path, n_header + 1, chunk_size):
-                records: list[LineRecord] = []
-                dropped: list[Skip] = []
-                for number, text in lines:
-                    rec, why = parse_line(number, text)
-                    records.append(rec)
-                    if why:
-                        f = text.split("\t")
-                        dropped.append(
-                            Skip(
-                                number,
-                                f[0] if len(f) > 0 else "",
-                                f[1] if len(f) > 1 else "",
-                                f[3] if len(f) > 3 else "",
-                                f[4] if len(f) > 4 else "",
-                                "",
-                                "line",
-                                why,
-                            )
-                        )
-                chunk = annotate_chunk(records, genome, genes, predictor)
-                for line in chunk.lines:
-                    if line is not None:
-                        out.write(_encode(line))
-                if tsv is not None and chunk.table is not None:
-                    chunk.table.to_csv(tsv, sep="\t", index=False, header=tsv_header, lineterminator="\n")
-                    tsv_header = False
-                skips = sorted(dropped + chunk.skips, key=lambda s: s.line)
-                for s in skips:
-                    key = (s.skipped, s.reason.split(":")[0])
-                    summary.skips[key] += 1
-                    if report:
-                        report.write(s.row() + "\n")
-                    if s.skipped == "SpliceAI" and s.reason == _spliceai_reasons().MNV:
-                        continue  # the official CLI's '.' entry: expected, not warned about
-                    warned[key] += 1
-                    if warned[key] <= max_warnings:
-                        say(s.message())
-                    if warned[key] == max_warnings + 1 and max_warnings > 0:
-                        say(
-                            f"WARNING: further '{key[1]}' ({key[0]}) warnings suppressed; see the summary"
-                            + (f" and {skipped_path}" if skipped_path else "")
-                        )
-                summary.lines += len(records)
-                summary.dropped += len(dropped)
-                summary.records += len(records) - len(dropped)
-                summary.metasplice_records += chunk.metasplice_records
-                summary.spliceai_records += chunk.spliceai_records
-                summary.metasplice_entries += chunk.metasplice_entries
-                summary.spliceai_entries += chunk.spliceai_entries
-                bar.update(len(records))
+            tsv = files.text(tsv_path) if tsv_path else None
+            report = files.text(skipped_path) if skipped_path else None
+            handles += [h for h in (tsv, report) if h is not None]
+            if report:
+                report.write("\t".join(SKIPPED_COLUMNS) + "\n")
+            out = open_output(output_path, files)  # registered last: renamed last
+            if output_path not in STDOUT:
+                handles.append(out)
+            for line in output_header(source.header, predictor):
+                out.write(encode_line(line))
+            tsv_header = True
+            bar = tqdm(unit=" records", disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+            say = warn or (lambda text: bar.write(text, file=sys.stderr))
+            try:
+                for lines in source.chunks(chunk_size):
+                    records: list[LineRecord] = []
+                    dropped: list[Skip] = []
+                    for number, text in lines:
+                        rec, why = parse_line(number, text)
+                        records.append(rec)
+                        if why:
+                            f = text.split("\t")
+                            where = (f[i] if len(f) > i else "" for i in (0, 1, 3, 4))
+                            dropped.append(Skip(number, *where, "", "line", why))
+                    chunk = _score_chunk(records, genome, genes, predictor)
+                    for line in chunk.lines:
+                        if line is not None:
+                            out.write(encode_line(line))
+                    if tsv is not None and chunk.table is not None:
+                        chunk.table.to_csv(tsv, sep="\t", index=False, header=tsv_header, lineterminator="\n")
+                        tsv_header = False
+                    for s in sorted(dropped + chunk.skips, key=lambda s: s.line):
+                        _report(s, summary, warned, report, say, max_warnings, skipped_path)
+                    summary.lines += len(records)
+                    summary.dropped += len(dropped)
+                    summary.records += len(records) - len(dropped)
+                    summary.metasplice_records += chunk.metasplice_records
+                    summary.spliceai_records += chunk.spliceai_records
+                    summary.metasplice_entries += chunk.metasplice_entries
+                    summary.spliceai_entries += chunk.spliceai_entries
+                    bar.update(len(records))
+                if source.ending_note():
+                    say(source.ending_note())
+            finally:
+                bar.close()
+            if tsv is not None and tsv_header:  # no scored row: the header alone
+                tsv.write("\t".join(_tsv_columns(predictor)) + "\n")
+            if output_path in STDOUT:
+                out.flush()
         finally:
-            bar.close()
-        if tsv is not None and tsv_header:  # no scored row: the header alone
-            tsv.write("\t".join(_tsv_columns(predictor)) + "\n")
-        for h in handles:
-            h.close()
-        handles = []
-        if out is sys.stdout.buffer:
-            out.flush()
-        files.commit()
-    finally:
-        for h in handles:
-            h.close()
-        if input_path != "-":
-            stream.close()
-        files.discard()
+            for h in handles:
+                h.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _report(s: Skip, summary, warned: Counter, report, say, max_warnings: int, skipped_path: str | None) -> None:
+    """Count, list and warn about one skip: a dropped line always, other kinds ``max_warnings`` times."""
+    key = (s.skipped, s.reason.split(":")[0])
+    summary.skips[key] += 1
+    if report:
+        report.write(s.row() + "\n")
+    if s.skipped == "SpliceAI" and s.reason == _spliceai_reasons().MNV:
+        return  # the official CLI's '.' entry: expected, not warned about
+    if s.skipped == "line":
+        say(s.message())  # a line lost from the output is always named
+        return
+    warned[key] += 1
+    if warned[key] <= max_warnings:
+        say(s.message())
+    if warned[key] == max_warnings + 1 and max_warnings > 0:
+        say(
+            f"WARNING: further '{key[1]}' ({key[0]}) warnings suppressed; see the summary"
+            + (f" and {skipped_path}" if skipped_path else "")
+        )
 
 
 def _tsv_columns(predictor: Predictor) -> list[str]:

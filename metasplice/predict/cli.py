@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from metasplice.base_models.cli_io import EXIT_OK, check_output, int_range, named, positive_int, run_command
 from metasplice.predict.annotate import predict_vcf
 from metasplice.predict.predictor import MEMBER_BATCH, load_predictor
 
@@ -18,7 +19,9 @@ log = logging.getLogger("metasplice.predict")
 DESCRIPTION = (
     "Score a VCF with a trained meta-model: every record x ALT x overlapping gene gets INFO/MetaSplice "
     "(ALLELE|SYMBOL|PROB, P(Splice-altering)) and INFO/SpliceAI (the official format). Bad records are "
-    "reported (line and reason, --skipped) and written unannotated; they never stop the run."
+    "reported ([Line n] and reason, --skipped) and written unannotated (lines that are not VCF records: "
+    "dropped); they never stop the run. Exit status: 0 done, 1 a file is missing or damaged or the run "
+    "failed (nothing written), 2 a wrong flag, 130/143 interrupted (SIGINT/SIGTERM)."
 )
 
 
@@ -56,9 +59,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "-D",
         "--distance",
-        type=int,
+        type=int_range(0, 4999),
         default=None,
-        choices=range(0, 5000),
         metavar="D",
         help="SpliceAI -D for a trained model (default 50); a stacked model uses the distance it was "
         "trained with and refuses another",
@@ -79,14 +81,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="alleles per base-model batch (default 32 on CPU, 256 on CUDA) and windows per member batch "
         f"(default {MEMBER_BATCH})",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--chunk-size", type=int, default=2000, help="records read, scored and written at a time")
-    p.add_argument("--max-warnings", type=int, default=20, help="stderr warnings per kind of skip (default 20)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--chunk-size", type=positive_int, default=2000, help="records read, scored and written at a time")
+    p.add_argument(
+        "--max-warnings", type=int_range(0), default=20, help="stderr warnings per kind of skip (default 20)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -95,41 +99,52 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``metasplice predict``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    return run_command("predict", log, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    from metasplice.base_models.records import open_vcf
     from metasplice.data.annotation import load_annotation
     from metasplice.data.genome import Genome
 
-    try:
-        if args.chunk_size < 1 or (args.batch_size is not None and args.batch_size < 1):
-            raise ValueError("--chunk-size and --batch-size must be >= 1")
-        if args.I != "-" and not Path(args.I).is_file():
-            raise FileNotFoundError(f"input VCF not found: {args.I}")
-        with Genome(args.R) as genome:
+    # everything that can be checked before the models load: outputs, input, reference, annotation
+    for path, flag in ((args.O, "-O"), (args.tsv, "--tsv"), (args.skipped, "--skipped")):
+        check_output(path, flag)
+    if args.O.endswith(".bcf"):
+        raise ValueError(
+            f"-O {args.O}: BCF output is not supported; write .vcf.gz and convert with `bcftools view -Ob`"
+        )
+    if not Path(args.model).is_dir():
+        load_predictor(args.model)  # names the missing directory and how to make it
+    with open_vcf(args.I) as source, Genome(args.R) as genome:
+        try:
             annotation = load_annotation(args.A)
-            predictor = load_predictor(
-                args.model,
-                device=args.device,
-                batch_size=args.batch_size,
-                threads=args.threads,
-                distance=args.distance,
-                mask=args.mask,
-                strand_oriented=False if args.genome_oriented else None,
-            )
-            summary = predict_vcf(
-                args.I,
-                args.O,
-                genome,
-                annotation,
-                predictor,
-                tsv_path=args.tsv,
-                skipped_path=args.skipped,
-                chunk_size=args.chunk_size,
-                progress=not args.no_progress,
-                max_warnings=args.max_warnings,
-            )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        log.error("%s", exc)
-        return 1
+        except (ValueError, OSError) as exc:
+            raise ValueError(
+                named(args.A, exc, "gene annotation") + " (-A: grch37, grch38 or a SpliceAI-format table)"
+            ) from exc
+        predictor = load_predictor(
+            args.model,
+            device=args.device,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            distance=args.distance,
+            mask=args.mask,
+            strand_oriented=False if args.genome_oriented else None,
+        )
+        summary = predict_vcf(
+            source,
+            args.O,
+            genome,
+            annotation,
+            predictor,
+            tsv_path=args.tsv,
+            skipped_path=args.skipped,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            max_warnings=args.max_warnings,
+        )
     log.info("%s", summary.text())
     log.info("done in %.1f s", time.perf_counter() - t0)
-    return 0
+    return EXIT_OK

@@ -7,25 +7,21 @@ Pangolin text (empty when skipped), under the header plus ``,Pangolin``; REF and
 as the official tool does, and ``[Line n]`` counts data rows from 1 as it does. A line that is not a
 record (too few columns, a POS that is not an integer) is reported with its line number and dropped;
 every other record is still scored. Output goes to a temporary file beside the target, renamed when
-complete.
+complete (:class:`metasplice.base_models.cli_io.AtomicFiles`); on an error or interruption it is removed.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
+from metasplice.base_models.cli_io import AtomicFiles
 from metasplice.base_models.pangolin.annotation import GeneLookup
 from metasplice.base_models.pangolin.scoring import PangolinConfig, PangolinTask, check_variant, score_tasks
-from metasplice.base_models.records import line_chunks, open_text, parse_line, read_header
+from metasplice.base_models.records import VcfInput, line_message, open_text, open_vcf, parse_line
 from metasplice.data.genome import Genome
 
 log = logging.getLogger("metasplice.pangolin")
@@ -74,7 +70,7 @@ def _score_chunk(items, genome, genes, backend, config, warn):
 
 
 def annotate_vcf(
-    path: str,
+    path: str | VcfInput,
     genome: Genome,
     genes: GeneLookup,
     backend,
@@ -83,19 +79,23 @@ def annotate_vcf(
     chunk_size: int = 2000,
     warn: Callable[[str], None] | None = None,
 ) -> PangolinSummary:
-    """Write ``output`` (a .vcf) with the Pangolin field; returns the counts."""
+    """Write ``output`` (a .vcf) with the Pangolin field; returns the counts.
+
+    ``path``: a file name or a :class:`~metasplice.base_models.records.VcfInput` opened (and its
+    header checked) before the models were loaded.
+    """
     warn = warn or (lambda s: print(s, file=sys.stderr))
     summary = PangolinSummary()
-    with open_text(path) as stream, _atomic(output) as out:
-        header, n_header = read_header(stream, path)
-        header = [h for h in header if not h.startswith("##INFO=<ID=Pangolin,")]
+    source = path if isinstance(path, VcfInput) else open_vcf(path)
+    with source, AtomicFiles() as files, files.text(output) as out:
+        header = [h for h in source.header if not h.startswith("##INFO=<ID=Pangolin,")]
         out.write("\n".join([*header[:-1], INFO_HEADER, header[-1]]) + "\n")
-        for chunk in line_chunks(stream, path, n_header + 1, chunk_size):
+        for chunk in source.chunks(chunk_size):
             records, items = [], []
             for number, text in chunk:
                 rec, why = parse_line(number, text)
                 if rec.fields is None:
-                    warn(f"[Line {number}] WARNING, skipping line: {why}")
+                    warn(line_message(number, f"WARNING, skipping line: {why}"))
                     summary.dropped += 1
                     continue
                 alt = rec.alts[0] if rec.alts else "."
@@ -107,6 +107,8 @@ def annotate_vcf(
                 summary.scored += bool(text)
                 summary.skipped += not text
                 out.write((_with_info(rec.fields, text) if text else rec.text) + "\n")
+        if source.ending_note():
+            warn(source.ending_note())
     return summary
 
 
@@ -127,7 +129,7 @@ def annotate_csv(
     if len(names) != 4:
         raise ValueError(f"-c must name 4 columns (chromosome, position, ref, alt), got {columns!r}")
     summary = PangolinSummary()
-    with open_text(path) as stream, _atomic(output) as out:
+    with open_text(path) as stream, AtomicFiles() as files, files.text(output) as out:
         header_text = stream.readline().rstrip("\r\n")
         header = next(csv.reader([header_text]))
         missing = [n for n in names if n not in header]
@@ -165,25 +167,3 @@ def annotate_csv(
                 summary.skipped += not info
                 out.write(f"{text},{info}\n")
     return summary
-
-
-class _atomic:
-    """A text file written under a temporary name in the target's folder, renamed when complete."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.handle: IO[str] | None = None
-
-    def __enter__(self) -> io.TextIOBase:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
-        self.tmp = Path(tmp)
-        self.handle = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
-        return self.handle
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.handle is not None
-        self.handle.close()
-        if exc_type is None:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

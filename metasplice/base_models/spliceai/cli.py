@@ -11,10 +11,23 @@ import logging
 import sys
 import time
 
+from metasplice.base_models.cli_io import (
+    EXIT_OK,
+    EXIT_USAGE,
+    check_input,
+    check_output,
+    int_range,
+    named,
+    positive_int,
+    run_command,
+)
+
 DESCRIPTION = (
     "Annotate a VCF with SpliceAI delta scores (INFO/SpliceAI, the official spliceai 1.3.1 format), "
     "computed in PyTorch without TensorFlow. Scores equal the official CLI's; records it skips are "
-    "skipped here too, each with a reason (see --skipped)."
+    "skipped here too, each with a reason (see --skipped). A line that is not a VCF record is named "
+    "([Line n]) and dropped, never fatal. Exit status: 0 done, 1 a file is missing or damaged or the "
+    "run failed (nothing written), 2 a wrong flag, 130/143 interrupted (SIGINT/SIGTERM)."
 )
 
 
@@ -35,9 +48,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "-D",
         metavar="distance",
-        type=int,
+        type=int_range(0, 4999),
         default=50,
-        choices=range(0, 5000),
         help="maximum distance between the variant and gained/lost splice site (0-4999), default 50",
     )
     p.add_argument(
@@ -71,7 +83,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument(
-        "--batch-size", type=int, default=None, help="alt alleles per batch (default 32 on CPU, 256 on CUDA)"
+        "--batch-size", type=positive_int, default=None, help="alt alleles per batch (default 32 on CPU, 256 on CUDA)"
     )
     p.add_argument(
         "--precision",
@@ -86,10 +98,13 @@ def register(subparsers) -> None:
         help="incremental (fast, default) or windowed (full-window forward per allele, as the "
         "official CLI; slow, for checking)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--chunk-size", type=int, default=2000, help="records read, scored and written at a time")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--chunk-size", type=positive_int, default=2000, help="records read, scored and written at a time")
     p.add_argument(
-        "--skipped", metavar="TSV", default=None, help="write every unscored record/allele with its reason to this TSV"
+        "--skipped",
+        metavar="TSV",
+        default=None,
+        help="write every dropped line and unscored record/allele with its line number and reason to this TSV",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -98,26 +113,41 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     log = logging.getLogger("metasplice.spliceai")
+    return run_command("spliceai", log, lambda: _run(args, log))
+
+
+def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     t0 = time.perf_counter()
+    if args.model == "openspliceai" and not args.weights:
+        log.error("--model openspliceai needs --weights (the released OpenSpliceAI .pt state dicts)")
+        return EXIT_USAGE
+    # everything that can be checked before the models load: outputs, input, reference, annotation
+    check_output(args.O, "-O")
+    check_output(args.skipped, "--skipped")
+    for w in args.weights or ():
+        check_input(w, "weight file")
     from metasplice.base_models.backends import BaseModelSpec, EngineSpec, load_base_model, make_backend
+    from metasplice.base_models.records import open_vcf
     from metasplice.base_models.spliceai.scoring import ScoreConfig
-    from metasplice.base_models.spliceai.vcf import annotate_vcf
+    from metasplice.base_models.spliceai.vcf import annotate_vcf, check_header
     from metasplice.data.annotation import load_annotation
     from metasplice.data.genome import Genome
 
-    if args.model == "openspliceai" and not args.weights:
-        log.error("--model openspliceai needs --weights (the released OpenSpliceAI .pt state dicts)")
-        return 2
-    try:
-        genome = Genome(args.R)
-        annotation = load_annotation(args.A)
+    with open_vcf(args.I) as source, Genome(args.R) as genome:
+        check_header(source)
+        try:
+            annotation = load_annotation(args.A)
+        except (ValueError, OSError) as exc:
+            raise ValueError(
+                named(args.A, exc, "gene annotation") + " (-A: grch37, grch38 or a SpliceAI-format table)"
+            ) from exc
         model = load_base_model(BaseModelSpec(args.model, tuple(args.weights or ()), args.flanking_size))
         backend = make_backend(
             model, EngineSpec(args.engine, args.device, args.batch_size, args.precision, args.threads)
         )
         log.info("loaded %s on %s in %.1f s", args.model, getattr(backend, "device", "cpu"), time.perf_counter() - t0)
         summary = annotate_vcf(
-            args.I,
+            source,
             args.O,
             genome,
             annotation,
@@ -127,9 +157,6 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             skipped_path=args.skipped,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        log.error("%s", exc)
-        return 1
     log.info("%s", summary.text())
     log.info("done in %.1f s", time.perf_counter() - t0)
-    return 0
+    return EXIT_OK
