@@ -1,0 +1,80 @@
+"""The `.test/` scenarios, each run end to end as a user runs it:
+``snakemake --cores 2 --configfile .test/<scenario>/config.yaml`` (deep-merged over config.yaml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / ".test"
+
+
+def run_scenario(name: str, workdir: Path) -> Path:
+    """Run the default target of scenario ``name`` with ``workdir`` as the working directory."""
+    shutil.copy(ROOT / "config.yaml", workdir / "config.yaml")
+    configfile = SCENARIOS / name / "config.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--cores", "2", "--configfile", str(configfile)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return workdir
+
+
+def summary(workdir: Path) -> pd.DataFrame:
+    return pd.read_csv(workdir / "results/report/summary.tsv", sep="\t").set_index("experiment")
+
+
+def test_every_scenario_has_a_config_and_a_readme():
+    names = sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir())
+    assert {"demo-small", "stacking"} <= set(names)
+    for name in names:
+        assert (SCENARIOS / name / "config.yaml").is_file(), name
+        assert (SCENARIOS / name / "README.md").is_file(), name
+
+
+@pytest.mark.slow
+def test_demo_small_runs_the_whole_chain(tmp_path):
+    workdir = run_scenario("demo-small", tmp_path)
+    table = summary(workdir)
+    assert list(table.index) == ["spliceai (baseline)", "quick_test", "binary_quick", "cnn_ensemble", "stacked"]
+    assert table.loc["cnn_ensemble", "kind"] == "ensemble"
+    assert ((table["roc_auc_low"] <= table["roc_auc"]) & (table["roc_auc"] <= table["roc_auc_high"])).all()
+    assert (table["roc_auc"] > 0.5).all()  # every row ranks better than chance on the test chromosomes
+    assert table.loc["stacked", "roc_auc"] > 0.9
+    # only the selected experiments (and the stacker's out-of-fold members) were trained
+    trained = {p.name.split("__")[0] for p in (workdir / "results/models").iterdir()}
+    assert trained == {"quick_test", "binary_quick", "stacked"}
+    assert (workdir / "results/report/summary.md").read_text().count("| stacked |") >= 1
+    variants = pd.read_parquet(workdir / "results/variants/variants.parquet")
+    assert set(variants.loc[variants["split"] == "test", "chrom"]) == {"chr21", "chr22"}
+
+
+@pytest.mark.slow
+def test_stacking_scenario_has_both_base_models(tmp_path):
+    workdir = run_scenario("stacking", tmp_path)
+    table = summary(workdir)
+    assert list(table.index) == ["spliceai (baseline)", "pangolin (baseline)", "stacked"]
+    variants = pd.read_parquet(workdir / "results/variants/variants.parquet")
+    scores = pd.read_parquet(workdir / "results/targets/pangolin/scores.parquet")
+    deltas = np.load(workdir / "results/targets/pangolin/deltas.npy")
+    assert len(scores) == len(variants) and deltas.shape[0] == len(variants)
+    assert scores["scored"].mean() > 0.95
+    tissues = [c for c in scores.columns if c.startswith("gain_") and c != "gain_pos"]
+    assert len(tissues) == 4  # heart, liver, brain, testis
+    scored = scores[scores["scored"]]
+    np.testing.assert_allclose(scored["score"], np.maximum(scored["gain"], -scored["loss"]), atol=1e-6)
+    # the stacker learned from both base models' features
+    import json
+
+    features = json.loads((workdir / "results/models/stacked/model.json").read_text())["feature_names"]
+    assert any(f.startswith("pangolin") for f in features) and any(f.startswith("spliceai") for f in features)
+    # the baseline rows are the base models' own scores, evaluated on the same test rows
+    assert table.loc["pangolin (baseline)", "n_test"] == table.loc["spliceai (baseline)", "n_test"]
+    assert table.loc["pangolin (baseline)", "roc_auc"] > 0.7
