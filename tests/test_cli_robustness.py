@@ -158,6 +158,23 @@ def test_symbolic_allele_without_end_is_written_as_read(damaged) -> None:
     assert not [p.name for p in damaged["tmp"].iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+def test_a_line_htslib_cannot_parse_is_named_and_dropped(genes, tmp_path) -> None:
+    """Lines of 8+ columns that htslib rejects (the official CLI dies on the first): wrong FORMAT
+    field count, a FORMAT column without its sample, too many ALT alleles."""
+    header = [*HEADER[:-1], '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">', HEADER[-1] + "\tFORMAT\tS1"]
+    good = [r + "\tGT\t0/1" for r in RECORDS[:3]]
+    f = good[0].split("\t")
+    bad = ["\t".join([*f[:9], "0/1:1:2"]), "\t".join(f[:9]), "\t".join([*f[:4], "T," * 70_000 + "T", *f[5:]])]
+    code, _, clean_body = spliceai(tmp_path, write(tmp_path / "clean.vcf", header + good), genes, out="clean.vcf.out")
+    assert code == 0
+    lines = [good[0], bad[0], good[1], bad[1], bad[2], good[2]]
+    code, stderr, body = spliceai(tmp_path, write(tmp_path / "bad.vcf", header + lines), genes)
+    assert code == 0 and body == clean_body and len(body) == 3
+    n = len(header)
+    for k in (n + 2, n + 4, n + 5):
+        assert f"[Line {k}] WARNING: line dropped (unreadable record: htslib cannot parse it" in stderr
+
+
 def test_plain_gzip_input_is_read(damaged, genes, tmp_path) -> None:
     """Not bgzip: the official CLI (pysam) fails with 'seek not implemented'."""
     gz = tmp_path / "damaged.vcf.gz"
