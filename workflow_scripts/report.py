@@ -1,6 +1,6 @@
 """report: evaluation outputs (+ training histories) -> summary.md, summary.tsv, breakdowns.tsv, figures."""
 
-from metasplice.evaluation.report import Entry, build_report
+from metasplice.evaluation.report import FIGURES, Entry, build_report
 from metasplice.workflow import run_logged
 
 
@@ -25,7 +25,7 @@ def main(sm) -> None:
         summary_tsv=out.summary_tsv,
         regions_tsv=out.breakdowns,
         tasks_tsv=out.tasks,
-        figures={name: getattr(out, name) for name in ("roc", "pr", "training", "scatter", "regions")},
+        figures={name: getattr(out, name) for name in FIGURES},
         meta={
             "reference": p["reference"],
             "test_description": "variants on " + ", ".join(p["test_chroms"]) + " (label Splice-altering vs Normal)",

@@ -3,8 +3,9 @@
 Input per row of the table: a metrics.json and predictions.parquet from :mod:`metasplice.evaluation.evaluate`
 (or :mod:`metasplice.evaluation.crossval`), plus the training history.tsv for trained experiments.
 Outputs: ``summary.tsv`` (every number with its interval bounds), ``summary.md`` (the readable
-tables) and PNG figures (matplotlib, Agg backend): ROC and PR curves of every row with a classifier
-score, training curves, predicted vs target delta scores of the delta models, and per-region bars.
+tables) and PNG figures (matplotlib, Agg backend): the comparison figures of :mod:`metasplice.evaluation.figures`
+(headline ROC/PR, small multiples per experiment family, forest plot of ROC-AUC), training curves,
+predicted vs target delta scores of the delta models, and per-region bars.
 Rows of the effect tasks add their sections to summary.md (effect type, splice-site localisation,
 quantile interval calibration, multi-task vs single-task) and, optionally, a long table of their metrics.
 """
@@ -25,15 +26,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from metasplice.evaluation.evaluate import REGIONS, read_json
+from metasplice.evaluation.figures import (
+    CurveRow,
+    family_of,
+    plot_families,
+    plot_forest,
+    plot_headline,
+    validation_auroc,
+)
 from metasplice.evaluation.formatting import fmt, fmt_ci, fmt_duration, fmt_n, fmt_p, md_table
 from metasplice.io import atomic_output, write_tsv
 
 log = logging.getLogger(__name__)
 
-FIGURES: tuple[str, ...] = ("roc", "pr", "training", "scatter", "regions")
+# the report's PNG figures (metasplice.experiments.plan names their paths)
+FIGURES: tuple[str, ...] = ("headline", "roc_families", "pr_families", "forest", "training", "scatter", "regions")
 
 
 @dataclass(frozen=True)
@@ -815,12 +824,6 @@ def _has_scores(item: _Loaded) -> bool:
     return _test_arrays(item.predictions)[0].size > 0
 
 
-def _style(item: _Loaded, i: int) -> dict:
-    if item.is_baseline:
-        return {"color": "black" if i == 0 else "dimgray", "linestyle": "--" if i == 0 else ":", "linewidth": 1.6}
-    return {"linewidth": 1.4}
-
-
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -836,67 +839,93 @@ def _is_cv(item: _Loaded) -> bool:
     return item.metrics.get("evaluation") == "cross-validation"
 
 
-def plot_curves(items: Sequence[_Loaded], kind: str, path: str | os.PathLike) -> None:
-    """ROC (``kind='roc'``) or precision-recall (``'pr'``) curves of every row on the test split;
-    cross-validated rows (pooled folds) in a second panel."""
-    panels = [("test split", [it for it in items if not _is_cv(it)])]
-    if any(_is_cv(it) for it in items):
-        panels.append(("cross-validation, pooled folds", [it for it in items if _is_cv(it)]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
-    for ax, (where, members) in zip(axes[0], panels):
-        baselines = [it for it in members if it.is_baseline]
-        others = [it for it in members if not it.is_baseline]
-        for item in members:
-            y, s = _test_arrays(item.predictions)
-            if len(np.unique(y)) < 2:
-                continue
-            if item.is_baseline:
-                style = _style(item, baselines.index(item))
-            else:
-                style = {"linewidth": 1.4, "color": f"C{others.index(item) % 10}"}
-            if kind == "roc":
-                fpr, tpr, _ = roc_curve(y, s)
-                value = _get(item.metrics, "metrics", "roc_auc", "estimate")
-                ax.plot(fpr, tpr, label=f"{item.label} (AUC {fmt(value)})", **style)
-            else:
-                precision, recall, _ = precision_recall_curve(y, s)
-                value = _get(item.metrics, "metrics", "pr_auc", "estimate")
-                ax.step(recall, precision, where="post", label=f"{item.label} (AP {fmt(value)})", **style)
-        if kind == "roc":
-            ax.plot([0, 1], [0, 1], color="lightgray", linewidth=0.8)
-            ax.set(xlabel="false-positive rate", ylabel="detection rate (TPR)", title=f"ROC, {where}")
-        else:
-            ax.set(xlabel="recall (detection rate)", ylabel="precision", title=f"Precision-recall, {where}")
-        ax.set(xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
-    _save(fig, path)
+def curve_rows(
+    items: Sequence[_Loaded], sweeps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> list[CurveRow]:
+    """The scored rows of the comparison figures (:mod:`metasplice.evaluation.figures`), in report order."""
+    sweep_of = {str(c["experiment"]): name for name, children in (sweeps or {}).items() for c in children}
+    rows = []
+    for item in items:
+        if not _has_scores(item):
+            continue
+        pred, m = item.predictions, item.metrics
+        part = pred[(pred["split"].astype(str) == "test") & pred["label"].isin((0, 1))]
+        score = part["score"].to_numpy(np.float64)
+        ok = np.isfinite(score)
+        fold = part["fold"].to_numpy()[ok] if "fold" in part.columns else None
+        val = pred[(pred["split"].astype(str) == "val") & pred["label"].isin((0, 1))]
+        folds = _get(m, "cross_validation", "folds") or []
+        fold_auc = [_get(f, "roc_auc", "estimate") for f in folds]
+        rows.append(
+            CurveRow(
+                label=item.label,
+                kind=str(m.get("kind", "")),
+                family=family_of(m, sweep_of),
+                y=part["label"].to_numpy()[ok].astype(int),
+                score=score[ok],
+                roc_auc=_get(m, "metrics", "roc_auc") or {},
+                pr_auc=_get(m, "metrics", "pr_auc") or {},
+                cv=_is_cv(item),
+                fold=fold,
+                val_auroc=validation_auroc(val["label"].to_numpy().astype(int), val["score"].to_numpy(np.float64)),
+                fold_roc_auc=tuple(float(v) for v in fold_auc if v is not None),
+            )
+        )
+    return rows
 
 
-def plot_training(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
-    """Training and validation loss, and validation AUROC, per epoch of every trained experiment."""
-    trained = [it for it in items if it.history is not None and not it.history.empty]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    if not trained:
-        _empty(axes[0], "no training histories")
-        axes[1].set_axis_off()
-    for i, item in enumerate(trained):
-        h = item.history
-        color = f"C{i % 10}"
-        if "train_loss" in h:
-            axes[0].plot(h["epoch"], h["train_loss"], color=color, linestyle="--", label=f"{item.label} train")
-        if "val_loss" in h:
-            axes[0].plot(h["epoch"], h["val_loss"], color=color, label=f"{item.label} val")
-        if "val_auroc" in h:
-            axes[1].plot(h["epoch"], h["val_auroc"], color=color, marker="o", markersize=3, label=item.label)
-        best = training_summary(h)["best_epoch"]
-        if best is not None:
-            axes[0].axvline(best, color=color, linewidth=0.6, alpha=0.5)
-    if trained:
-        axes[0].set(xlabel="epoch", ylabel="loss", title="Loss (vertical line: restored epoch)")
-        axes[1].set(xlabel="epoch", ylabel="ROC-AUC", title="Validation ROC-AUC")
-        axes[0].legend(fontsize=7)
-        axes[1].legend(fontsize=7)
+TRAINING_PER_PANEL = 3  # experiments per training panel (a train and a validation line each)
+
+
+def plot_training(
+    items: Sequence[_Loaded], path: str | os.PathLike, sweeps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> plt.Figure:
+    """Training (dashed) and validation (solid) loss per epoch of every trained experiment, small multiples
+    per experiment family (at most TRAINING_PER_PANEL experiments a panel); the dot marks the restored
+    epoch, the legend its validation ROC-AUC."""
+    sweep_of = {str(c["experiment"]): name for name, children in (sweeps or {}).items() for c in children}
+    trained = [it for it in items if it.history is not None and not it.history.empty and not _is_cv(it)]
+    families: dict[str, list[_Loaded]] = {}
+    for it in trained:
+        families.setdefault(family_of(it.metrics, sweep_of), []).append(it)
+    panels = [
+        (
+            fam if len(members) <= TRAINING_PER_PANEL else f"{fam} ({j // TRAINING_PER_PANEL + 1})",
+            members[j : j + TRAINING_PER_PANEL],
+        )
+        for fam, members in families.items()
+        for j in range(0, len(members), TRAINING_PER_PANEL)
+    ]
+    ncol = 2 if len(panels) > 1 else 1
+    nrow = max(1, math.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
+    if not panels:
+        _empty(axes[0, 0], "no training histories")
+    for ax, (title, members) in zip(axes.ravel(), panels):
+        for i, item in enumerate(members):
+            h, color = item.history, f"C{i}"
+            best = training_summary(h)["best_epoch"]
+            auroc = ""
+            if best is not None and "val_auroc" in h:
+                at = h.loc[h["epoch"] == best, "val_auroc"]
+                auroc = f", val ROC-AUC {fmt(float(at.iloc[0]))}" if len(at) else ""
+            if "train_loss" in h:
+                ax.plot(h["epoch"], h["train_loss"], color=color, linestyle="--", linewidth=1.2)
+            if "val_loss" in h:
+                ax.plot(
+                    h["epoch"], h["val_loss"], color=color, linewidth=1.6, label=f"{item.label} (epoch {best}{auroc})"
+                )
+                if best is not None:
+                    at = h.loc[h["epoch"] == best, "val_loss"]
+                    ax.scatter([best] * len(at), at, color=color, s=30, zorder=3)
+        ax.set(xlabel="epoch", ylabel="loss (dashed: training, solid: validation)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_axis_off()
     _save(fig, path)
+    return fig
 
 
 def plot_scatter(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
@@ -1053,10 +1082,12 @@ def build_report(
         write_tsv(task_table(items), tasks_tsv)
     with atomic_output(summary_md) as tmp:
         Path(tmp).write_text(markdown(summary, regions, types, meta))
-    scored = [it for it in items if _has_scores(it)]
-    plot_curves(scored, "roc", figures["roc"])
-    plot_curves(scored, "pr", figures["pr"])
-    plot_training(items, figures["training"])
+    rows = curve_rows(items, sweeps)
+    plot_headline(rows, figures["headline"])
+    plot_families(rows, "roc", figures["roc_families"])
+    plot_families(rows, "pr", figures["pr_families"])
+    plot_forest(rows, figures["forest"])
+    plot_training(items, figures["training"], sweeps)
     plot_scatter(items, figures["scatter"])
     plot_regions(items, figures["regions"])
     log.info("report of %d rows written to %s", len(items), summary_md)

@@ -22,6 +22,7 @@ from metasplice.base_models.pangolin.model import WEIGHTS as PANGOLIN_WEIGHTS
 from metasplice.data.splits import CrossValConfig, check_group_gaps, fold_name, split_fold_name
 from metasplice.data.variants import coordinate_column_for
 from metasplice.evaluation.evaluate import EvalConfig
+from metasplice.evaluation.report import FIGURES
 from metasplice.experiments.ensembles import ensemble_for
 from metasplice.experiments.registry import Experiment, experiment_for
 from metasplice.experiments.registry import experiment_kind as spec_kind
@@ -58,9 +59,7 @@ def model_path(instance: str, name: str) -> str:
     return f"{RESULTS}/models/{instance}/{name}"
 
 
-REPORT_FIGURES: dict[str, str] = {
-    name: f"{RESULTS}/report/figures/{name}.png" for name in ("roc", "pr", "training", "scatter", "regions")
-}
+REPORT_FIGURES: dict[str, str] = {name: f"{RESULTS}/report/figures/{name}.png" for name in FIGURES}
 
 
 REPORT_TABLES: dict[str, str] = {
