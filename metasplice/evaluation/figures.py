@@ -263,7 +263,7 @@ def draw_curves(
 
 def _n_text(rows: Sequence[CurveRow]) -> str:
     r = rows[0]
-    return f"n = {r.n} ({r.n_pos} Splice-altering)"
+    return f"n = {r.n}, {r.n_pos} Splice-altering"
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
@@ -354,7 +354,7 @@ def plot_forest(rows: Sequence[CurveRow], path: str | os.PathLike) -> plt.Figure
         ax.scatter(est, pos, c=colors, marker="s", s=28, zorder=3)
         for i, r in enumerate(members):
             if r.fold_roc_auc:
-                ax.scatter(r.fold_roc_auc, [i] * len(r.fold_roc_auc), color="0.5", s=9, marker="|", zorder=2)
+                ax.scatter(r.fold_roc_auc, [i] * len(r.fold_roc_auc), color="0.4", s=60, marker="|", zorder=2)
         best = best_base(members)
         if best is not None:
             ax.axvline(_estimate(best), color="black", linestyle="--", linewidth=1.0)
