@@ -48,6 +48,7 @@ from metasplice.base_models.spliceai.scoring import DS_COLUMNS as DS
 from metasplice.data.annotation import REGIONS
 from metasplice.data.splits import DEFAULT_GROUP_GAP
 from metasplice.data.variants import VARIANT_TYPES
+from metasplice.evaluation.crossval import CALIBRATED_SCORE, NO_LEARNER_BEAT
 from metasplice.io import atomic_output, write_parquet, write_tsv
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ CALIBRATION_EPS = 1e-6  # scores clipped to [eps, 1 - eps] before the logit of P
 PEAK_THRESHOLD = 0.1  # |delta| counted as a peak of the profile
 FORBIDDEN_FEATURES = re.compile(r"(^|_)(label|classification|target)(_|$)")
 OOF_SUFFIX = re.compile(r"^(?P<parent>.+)__oof(?P<fold>\d+)$")
-CALIBRATED_SCORE = "score_calibrated"  # predictions column: the shipped score after Platt scaling
 MODEL_FILES = ("stacker.joblib", "model.json", "stacker.json", "inner_cv.tsv", "importance.tsv", "features.parquet")
 
 
@@ -727,7 +727,7 @@ def selection_summary(chosen: Candidate, best_base: Candidate | None, table: pd.
     """One line saying what the stacked model ships and why (summary.md)."""
     by = table.set_index("candidate")
     if chosen.kind == "base":
-        return f"stacked model = {chosen.name.rsplit('.', 1)[0]}'s score: no learner beat it in inner CV"
+        return f"stacked model = {chosen.name.rsplit('.', 1)[0]}'s score: {NO_LEARNER_BEAT}"
     text = f"stacked model = {chosen.name} (inner-CV ROC-AUC {by.at[chosen.name, 'roc_auc_mean']:.4f}"
     if best_base is not None:
         text += (
