@@ -73,8 +73,21 @@ def test_stacking_scenario_has_both_base_models(tmp_path):
     # the stacker learned from both base models' features
     import json
 
-    features = json.loads((workdir / "results/models/stacked/model.json").read_text())["feature_names"]
+    model_dir = workdir / "results/models/stacked"
+    features = json.loads((model_dir / "model.json").read_text())["available_features"]
     assert any(f.startswith("pangolin") for f in features) and any(f.startswith("spliceai") for f in features)
+    # what the stacked row ships was chosen by inner CV among both base scores and the learners
+    choice = json.loads((model_dir / "stacker.json").read_text())
+    inner = pd.read_csv(model_dir / "inner_cv.tsv", sep="\t").set_index("candidate")
+    assert {"spliceai.score", "pangolin.score", "logreg.scores", "hgb0.profiles"} <= set(inner.index)
+    assert inner.loc[inner["chosen"]].index.tolist() == [choice["chosen"]]
+    stacked = table.loc["stacked"]
+    assert stacked["best_base"] == max(("spliceai", "pangolin"), key=lambda b: table.loc[b, "roc_auc"])
+    assert stacked["roc_auc_vs_best_base"] == pytest.approx(
+        stacked["roc_auc"] - table.loc[stacked["best_base"], "roc_auc"], abs=1e-9
+    )
+    assert 0 <= stacked["p_vs_best_base_bootstrap"] <= 1 or choice["ships_base"] == stacked["best_base"]
+    assert choice["summary"] in (workdir / "results/report/summary.md").read_text()
     # the baseline rows are the base models' own scores, evaluated on the same test rows
     assert table.loc["pangolin", "n_test"] == table.loc["spliceai", "n_test"]
     assert table.loc["pangolin", "roc_auc"] > 0.7

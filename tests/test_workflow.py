@@ -127,7 +127,10 @@ def test_demo_stacked_model_is_not_below_spliceai_and_uses_out_of_fold_members(d
     assert 0 <= stacked["p_roc_auc_bootstrap"] <= 1 and stacked["compared_with"] == "spliceai"
     model_dir = demo_run / "results/models/stacked"
     meta = json.loads((model_dir / "model.json").read_text())
-    assert meta["learner"] in ("hgb", "logreg") and "member_binary_quick" in meta["feature_names"]
+    assert meta["candidate"]["kind"] in ("base", "learner") and "member_binary_quick" in meta["available_features"]
+    choice = json.loads((model_dir / "stacker.json").read_text())
+    inner = pd.read_csv(model_dir / "inner_cv.tsv", sep="\t")
+    assert choice["chosen"] == meta["candidate"]["name"] == inner.loc[inner["chosen"], "candidate"].item()
     assert (model_dir / "members/binary_quick.pt").stat().st_size > 0
     importance = pd.read_csv(model_dir / "importance.tsv", sep="\t")
     assert set(importance["feature"]) == set(meta["feature_names"])

@@ -1,8 +1,9 @@
-"""Stacked meta-model: a scikit-learn learner over base-model scores, annotation and sequence-model scores.
+"""Stacked meta-model: a base model's own score or a scikit-learn learner over base-model scores, annotation
+and sequence-model scores, whichever nested grouped CV inside the training rows prefers.
 
 Features of one variant (every one computable for a new VCF record, see :func:`build_features`):
 
-- per base model ``b`` (SpliceAI; OpenSpliceAI when configured): ``b_DS_AG .. b_DS_DL``, ``b_DS_max``,
+- per base model ``b`` (SpliceAI; OpenSpliceAI when configured): ``b_DS_AG .. b_DS_DL``, ``b_score`` (its baseline score),
   the distance ``|DP|`` of each delta, and a summary of the per-position delta profile
   (``deltas.npy``): summed gains and losses per channel, the number of positions with
   ``|delta| >= 0.1``, and the second-largest peak (a variant often both weakens a site and creates
@@ -21,10 +22,14 @@ from) and raises :class:`LeakageError` when a row's score comes from a model tha
 Columns derived from the label (``label``, ``classification``, validated ``target_*``) are refused
 as features.
 
-Learners: histogram gradient boosting and L2 logistic regression (imputed, standardised), both with
-balanced class weights, fitted on the labelled training rows; the one with the higher validation
-ROC-AUC is kept. The decision threshold is chosen on validation by :mod:`metasplice.evaluation.evaluate` like
-every other row of the report; permutation importance (drop in validation ROC-AUC) is saved.
+What ships is chosen by nested grouped CV inside the labelled training rows (:func:`fit_stacker`):
+the candidates are each base model's own score, unchanged, and logistic regressions / a small
+gradient-boosting grid over nested feature sets (:data:`FEATURE_SETS`); a learner ships only when it
+beats the best base model's inner-CV ROC-AUC by ``margin`` and by more than one standard error,
+else that base model's score ships. The choice is refitted on all training rows, with a Platt
+scaling fitted on its inner out-of-fold scores; ``stacker.json`` and ``inner_cv.tsv`` record it. The
+decision threshold is chosen on validation by :mod:`metasplice.evaluation.evaluate` like every
+other row of the report; permutation importance (drop in validation ROC-AUC) is saved.
 """
 
 from __future__ import annotations
