@@ -1,12 +1,13 @@
-# Stacked meta-model (experiments with `model: stacked`, metasplice/stacking.py): a scikit-learn
-# learner over base-model scores, annotation and the out-of-fold scores of trained member experiments.
+# Stacked meta-model (experiments with `model: stacked`, metasplice/experiments/stacking.py): each
+# base model's own score or a scikit-learn learner over base-model scores, profiles, annotation and the
+# out-of-fold scores of trained member experiments, chosen by grouped CV inside the training rows.
 #
 #   results/stacking/{scope}/oof{j}/variants.parquet, oof_folds.tsv     rule oof_splits
 #       scope "main" splits the training rows of variants.parquet, scope "fold{k}" those of
 #       cross-validation fold k; member M trains as instance M__oof{j} (M__fold{k}__oof{j})
 #       without group j and scores it (rules train and evaluate)
-#   results/models/{experiment}/stacker.joblib, model.json, importance.tsv, features.parquet,
-#       members/                                                         rule train_stacked
+#   results/models/{experiment}/stacker.joblib, model.json, stacker.json (the choice), inner_cv.tsv
+#       (every candidate's inner-CV ROC-AUC), importance.tsv, features.parquet, members/  rule train_stacked
 
 import dataclasses
 
@@ -40,6 +41,8 @@ rule train_stacked:
     output:
         stacker="results/models/{experiment}/stacker.joblib",
         model_json="results/models/{experiment}/model.json",
+        choice="results/models/{experiment}/stacker.json",
+        inner_cv="results/models/{experiment}/inner_cv.tsv",
         importance="results/models/{experiment}/importance.tsv",
         features="results/models/{experiment}/features.parquet",
         members=directory("results/models/{experiment}/members"),

@@ -48,7 +48,7 @@ def write_synthetic_results(root: Path) -> dict:
         scores[f"target_{c}"] = np.where(sa[:, 0], scores[c], np.where(variants["label"] == 0, 0.0, np.nan))
     out = root / "results"
     pred = E.baseline_predictions(variants, scores)
-    res = E.evaluate_predictions(pred, FAST, "spliceai (baseline)", "baseline", extra={"kind": "baseline"})
+    res = E.evaluate_predictions(pred, FAST, "spliceai", "baseline", extra={"kind": "baseline"})
     E.write_parquet(pred, out / "eval/baseline/spliceai/predictions.parquet")
     E.write_json(res, out / "eval/baseline/spliceai/metrics.json")
     reference = E.reference_table(variants, scores)
@@ -93,7 +93,7 @@ def _entries(root: Path) -> list[Entry]:
     return [
         *entries,
         Entry(
-            "spliceai (baseline)",
+            "spliceai",
             r / "eval/baseline/spliceai/metrics.json",
             r / "eval/baseline/spliceai/predictions.parquet",
         ),
@@ -117,7 +117,7 @@ def test_report_has_every_row_and_figures(tmp_path):
         {"reference": "spliceai"},
     )
     table = pd.read_csv(tmp_path / "report/summary.tsv", sep="\t")
-    assert list(table["experiment"]) == ["spliceai (baseline)", *EXPERIMENTS]  # baseline row first
+    assert list(table["experiment"]) == ["spliceai", *EXPERIMENTS]  # baseline row first
     assert len(summary) == 3
     for col in (
         "experiment",
@@ -140,11 +140,11 @@ def test_report_has_every_row_and_figures(tmp_path):
     assert rows.loc["delta_small", "best_epoch"] == 3
     assert rows.loc["delta_small", "training_time_s"] == pytest.approx(6.0)
     assert np.isfinite(rows.loc["delta_small", "correlation"]) and np.isnan(rows.loc["binary_small", "correlation"])
-    assert np.isnan(rows.loc["spliceai (baseline)", "p_roc_auc_bootstrap"])
+    assert np.isnan(rows.loc["spliceai", "p_roc_auc_bootstrap"])
     assert 0 < rows.loc["delta_small", "p_roc_auc_bootstrap"] <= 1
     assert (rows["roc_auc_low"] <= rows["roc_auc"]).all() and (rows["roc_auc"] <= rows["roc_auc_high"]).all()
     md = (tmp_path / "report/summary.md").read_text()
-    for name in [*EXPERIMENTS, "spliceai (baseline)"]:
+    for name in [*EXPERIMENTS, "spliceai"]:
         assert f"| {name} |" in md
     assert "## By region" in md and "deep_intronic" in md
     breakdowns = pd.read_csv(tmp_path / "report/breakdowns.tsv", sep="\t")
@@ -208,7 +208,7 @@ def test_tables_target_and_html_report(tmp_path):
     for f in FIGURES:
         _assert_png(tmp_path / f"results/report/figures/{f}.png")
     table = pd.read_csv(tmp_path / "results/report/summary.tsv", sep="\t")
-    assert list(table["experiment"]) == ["spliceai (baseline)", *EXPERIMENTS]
+    assert list(table["experiment"]) == ["spliceai", *EXPERIMENTS]
     _snakemake(tmp_path, "--report", "results/report.html")
     html = (tmp_path / "results/report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "summary" in html

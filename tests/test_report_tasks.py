@@ -120,8 +120,8 @@ def write_row(root: Path, name: str, pred: pd.DataFrame, metrics: dict) -> Entry
 
 def baseline_entry(root: Path, d: dict) -> Entry:
     pred = E.baseline_predictions(d["variants"], d["scores"])
-    metrics = E.evaluate_predictions(pred, FAST, "spliceai (baseline)", "baseline", extra={"kind": "baseline"})
-    return write_row(root, "spliceai (baseline)", pred, metrics)
+    metrics = E.evaluate_predictions(pred, FAST, "spliceai", "baseline", extra={"kind": "baseline"})
+    return write_row(root, "spliceai", pred, metrics)
 
 
 def fold_files(root: Path, d: dict, task: str, name: str) -> dict:
@@ -156,7 +156,12 @@ def aggregate(root: Path, d: dict, task: str, name: str) -> tuple[Entry, dict]:
         name,
         FAST,
     )
-    return Entry(f"{name} (CV)", out / "metrics.json", out / "predictions.parquet"), metrics
+    return Entry(name, out / "metrics.json", out / "predictions.parquet"), metrics
+
+
+def shown(table: pd.DataFrame) -> pd.Series:
+    """A report table's rows as summary.md names them: the name, ``name (CV)`` for set ``cv``."""
+    return table["experiment"] + np.where(table["set"] == "cv", " (CV)", "")
 
 
 def iv_text(iv: dict) -> str:
@@ -208,7 +213,7 @@ def report(tmp_path_factory) -> dict:
         preds[name], metrics[name] = evaluate_rows(d["variants"], d["scores"], outputs, names, task, name)
         entries.append(write_row(root, name, preds[name], metrics[name]))
     for name, task in (("effect", "effect_type"), ("loc", "localisation")):
-        entry, metrics[entry.name] = aggregate(root / "cv", d, task, name)
+        entry, metrics[f"{name} (CV)"] = aggregate(root / "cv", d, task, name)
         entries.append(entry)
     curves: list[list[str]] = []
     original = R.plot_curves
@@ -235,7 +240,10 @@ def report(tmp_path_factory) -> dict:
 
 
 def test_summary_has_localisation_rows_without_scores(report):
-    table = pd.read_csv(report["root"] / "report/summary.tsv", sep="\t").set_index("experiment")
+    table = pd.read_csv(report["root"] / "report/summary.tsv", sep="\t")
+    assert list(table.columns[:2]) == ["experiment", "set"]
+    assert table.loc[table["set"] == "cv", "experiment"].tolist() == ["effect", "loc"]  # named as on the test split
+    table = table.set_index(shown(table))
     for name in ("loc", "loc (CV)"):
         assert table.loc[name, "task"] == "localisation"
         assert np.isnan(table.loc[name, "roc_auc"]) and np.isnan(table.loc[name, "pr_auc"])
@@ -261,7 +269,7 @@ def test_summary_has_localisation_rows_without_scores(report):
     assert len(report["curves"]) == 2
     for labels in report["curves"]:
         assert "loc" not in labels and "loc (CV)" not in labels
-        assert {"spliceai (baseline)", "effect", "multi", "quant", "effect (CV)"} <= set(labels)
+        assert {"spliceai", "effect", "multi", "quant", "effect (CV)"} <= set(labels)
 
 
 def test_effect_type_section(report):
@@ -348,6 +356,7 @@ def test_multitask_comparison(report):
 def test_task_table(report):
     tasks, m = report["tasks"], report["metrics"]
     assert list(tasks.columns) == list(R.TASK_TABLE_COLUMNS)
+    tasks = tasks.assign(experiment=shown(tasks))
     assert set(tasks["experiment"]) == {"effect", "loc", "quant", "multi", "effect (CV)", "loc (CV)"}
 
     def one(experiment: str, metric: str, group: str = "") -> pd.Series:

@@ -43,7 +43,7 @@ def test_every_scenario_has_a_config_and_a_readme():
 def test_demo_small_runs_the_whole_chain(tmp_path):
     workdir = run_scenario("demo-small", tmp_path)
     table = summary(workdir)
-    assert list(table.index) == ["spliceai (baseline)", "quick_test", "binary_quick", "cnn_ensemble", "stacked"]
+    assert list(table.index) == ["spliceai", "quick_test", "binary_quick", "cnn_ensemble", "stacked"]
     assert table.loc["cnn_ensemble", "kind"] == "ensemble"
     assert ((table["roc_auc_low"] <= table["roc_auc"]) & (table["roc_auc"] <= table["roc_auc_high"])).all()
     assert (table["roc_auc"] > 0.5).all()  # every row ranks better than chance on the test chromosomes
@@ -60,7 +60,7 @@ def test_demo_small_runs_the_whole_chain(tmp_path):
 def test_stacking_scenario_has_both_base_models(tmp_path):
     workdir = run_scenario("stacking", tmp_path)
     table = summary(workdir)
-    assert list(table.index) == ["spliceai (baseline)", "pangolin (baseline)", "stacked"]
+    assert list(table.index) == ["spliceai", "pangolin", "stacked"]
     variants = pd.read_parquet(workdir / "results/variants/variants.parquet")
     scores = pd.read_parquet(workdir / "results/targets/pangolin/scores.parquet")
     deltas = np.load(workdir / "results/targets/pangolin/deltas.npy")
@@ -73,8 +73,21 @@ def test_stacking_scenario_has_both_base_models(tmp_path):
     # the stacker learned from both base models' features
     import json
 
-    features = json.loads((workdir / "results/models/stacked/model.json").read_text())["feature_names"]
+    model_dir = workdir / "results/models/stacked"
+    features = json.loads((model_dir / "model.json").read_text())["available_features"]
     assert any(f.startswith("pangolin") for f in features) and any(f.startswith("spliceai") for f in features)
+    # what the stacked row ships was chosen by inner CV among both base scores and the learners
+    choice = json.loads((model_dir / "stacker.json").read_text())
+    inner = pd.read_csv(model_dir / "inner_cv.tsv", sep="\t").set_index("candidate")
+    assert {"spliceai.score", "pangolin.score", "logreg.scores", "hgb0.profiles"} <= set(inner.index)
+    assert inner.loc[inner["chosen"]].index.tolist() == [choice["chosen"]]
+    stacked = table.loc["stacked"]
+    assert stacked["best_base"] == max(("spliceai", "pangolin"), key=lambda b: table.loc[b, "roc_auc"])
+    assert stacked["roc_auc_vs_best_base"] == pytest.approx(
+        stacked["roc_auc"] - table.loc[stacked["best_base"], "roc_auc"], abs=1e-9
+    )
+    assert 0 <= stacked["p_vs_best_base_bootstrap"] <= 1 or choice["ships_base"] == stacked["best_base"]
+    assert choice["summary"] in (workdir / "results/report/summary.md").read_text()
     # the baseline rows are the base models' own scores, evaluated on the same test rows
-    assert table.loc["pangolin (baseline)", "n_test"] == table.loc["spliceai (baseline)", "n_test"]
-    assert table.loc["pangolin (baseline)", "roc_auc"] > 0.7
+    assert table.loc["pangolin", "n_test"] == table.loc["spliceai", "n_test"]
+    assert table.loc["pangolin", "roc_auc"] > 0.7

@@ -97,7 +97,7 @@ def test_oof_groups_partition_training_rows_by_gene_cluster():
 
 def test_too_many_oof_groups_is_a_clear_error():
     variants = make_variants(n=40)
-    with pytest.raises(ValueError, match="gene clusters"):
+    with pytest.raises(ValueError, match="cannot form 40 grouped folds"):
         assign_oof_folds(variants, OOFConfig(oof_folds=40))
     with pytest.raises(ValueError, match="oof_folds must be >= 2"):
         OOFConfig(oof_folds=1)
@@ -193,7 +193,7 @@ def test_base_and_annotation_features():
     scores, deltas = make_scores(variants)
     feats = base_features("b", scores, deltas)
     ok = scores["DS_AG"].notna().to_numpy()
-    assert np.allclose(feats["b_DS_max"][ok], scores[["DS_AG", "DS_AL", "DS_DG", "DS_DL"]].max(axis=1)[ok])
+    assert np.allclose(feats["b_score"][ok], scores[["DS_AG", "DS_AL", "DS_DG", "DS_DL"]].max(axis=1)[ok])
     assert feats.loc[~ok].isna().all().all()
     gains = np.clip(deltas[ok, :, 1].astype(np.float64), 0, None).sum(axis=1)
     assert np.allclose(feats["b_acceptor_gain_sum"][ok], gains)
@@ -205,36 +205,143 @@ def test_base_and_annotation_features():
     assert np.array_equal(ann["length_change"], (variants["alt"].str.len() - 1).to_numpy())
 
 
-def test_stacker_beats_its_weak_inputs_and_ranks_the_informative_feature_first():
+def _auc(y, s):
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(s)
+    return roc_auc_score(y[ok], s[ok])
+
+
+def test_a_learner_ships_when_a_feature_carries_information_the_base_lacks():
     variants = make_variants(n=1500)
     scores, deltas = make_scores(variants, skill=0.1)
     rng = np.random.default_rng(9)
     y = (variants["label"].to_numpy() == 1).astype(float)
     strong = y + rng.normal(0, 0.4, len(y))  # an informative member
     features = build_features(variants, {"spliceai": (scores, deltas)}, {"cnn": strong})
-    model, importance = fit_stacker(features, variants, StackConfig(name="s", importance_repeats=3))
-    assert model.learner in ("hgb", "logreg") and set(model.validation["roc_auc"]) == {"hgb", "logreg"}
-    assert model.validation["roc_auc"][model.learner] == max(model.validation["roc_auc"].values())
+    model, importance = fit_stacker(features, variants, StackConfig(name="stack", importance_repeats=3))
+    table = model.inner_cv.set_index("candidate")
+    assert model.candidate.kind == "learner" and model.candidate.feature_set == "members"
+    assert "spliceai.score" in table.index and table["chosen"].sum() == 1 and table.at[model.learner, "chosen"]
+    assert table.at[model.learner, "beats_best_base"] and table.at[model.learner, "difference_vs_best_base"] > 0.1
+    assert model.selection["chosen"] == model.learner and model.selection["best_base"] == "spliceai"
+    assert model.selection["summary"].startswith(f"stacked model = {model.learner} (inner-CV ROC-AUC")
     assert importance["feature"].iloc[0] == "member_cnn"
-    from sklearn.metrics import roc_auc_score
-
     test = (variants["split"] == "test").to_numpy() & (variants["label"] >= 0).to_numpy()
-    stacked = roc_auc_score(y[test], model.predict_proba(features[test]))
-    assert stacked > roc_auc_score(y[test], np.nan_to_num(features["spliceai_DS_max"][test]))
+    stacked = _auc(y[test], model.predict_score(features[test]))
+    assert stacked > _auc(y[test], features["spliceai_score"][test].to_numpy()) + 0.1
     assert stacked > 0.8
+    # the calibrated probability ranks the variants as the shipped score does
+    assert _auc(y[test], model.predict_proba(features[test])) == pytest.approx(stacked)
+
+
+def base_is_best(n: int = 1200, seed: int = 3):
+    """Variants whose only signal is the base model's score: every other feature is noise."""
+    variants = make_variants(n=n, seed=seed)
+    rng = np.random.default_rng(seed)
+    y = (variants["label"].to_numpy() == 1).astype(float)
+    signal = np.clip(0.25 * y + rng.random(n) * 0.5, 0, 1)
+    scores = pd.DataFrame({c: signal * f for c, f in zip(("DS_AG", "DS_AL", "DS_DG", "DS_DL"), (1, 0.5, 0.3, 0.2))})
+    for c in ("DP_AG", "DP_AL", "DP_DG", "DP_DL"):
+        scores[c] = pd.array(rng.integers(-50, 51, n), dtype="Int64")
+    scores.loc[rng.random(n) < 0.03, ["DS_AG", "DS_AL", "DS_DG", "DS_DL"]] = np.nan
+    deltas = rng.normal(0, 0.02, (n, 101, 3)).astype(np.float32)
+    return variants, scores, deltas
+
+
+def test_the_best_base_score_ships_unchanged_when_no_learner_beats_it():
+    from metasplice.evaluation.predictions import base_score
+
+    variants, scores, deltas = base_is_best()
+    features = build_features(variants, {"spliceai": (scores, deltas)})
+    model, importance = fit_stacker(features, variants, StackConfig(name="stack", importance_repeats=2))
+    assert model.candidate.kind == "base" and model.ships_base == "spliceai" and model.estimator is None
+    assert model.selection["summary"] == "stacked model = spliceai's score: no learner beat it in inner CV"
+    table = model.inner_cv.set_index("candidate")
+    assert not table["beats_best_base"].any() and table.at["spliceai.score", "chosen"]
+    assert len(table) > 5  # logistic regressions and boosters over every feature set were tried
+    # the shipped values are the baseline row's score, identical (unscored stays unscored)
+    np.testing.assert_array_equal(model.predict_score(features), base_score(scores))
+    assert list(importance["feature"]) == ["spliceai_score"]
+
+
+def test_the_choice_never_reads_the_rows_it_scores():
+    """Leakage probe: whatever the validation and test rows hold (labels, features), the inner CV and
+    the chosen candidate are the same, and so are the scores of the training rows."""
+    variants = make_variants(n=900)
+    scores, deltas = make_scores(variants, skill=0.2)
+    y = (variants["label"].to_numpy() == 1).astype(float)
+    features = build_features(variants, {"spliceai": (scores, deltas)})
+    cfg = StackConfig(name="stack", importance_repeats=1, learners=("logreg",))
+    model, _ = fit_stacker(features, variants, cfg)
+    held = variants["split"].isin(["val", "test"]).to_numpy()
+    probe_v, probe_f = variants.copy(), features.copy()
+    rng = np.random.default_rng(0)
+    probe_v.loc[held, "label"] = rng.permutation(probe_v.loc[held, "label"].to_numpy())
+    # a feature that is the (probed) label itself on held-out rows, noise on training rows
+    probe_f["spliceai_DS_AG"] = np.where(held, probe_v["label"].to_numpy() == 1, rng.random(len(y)))
+    features["spliceai_DS_AG"] = np.where(held, 0.0, probe_f["spliceai_DS_AG"])
+    model, _ = fit_stacker(features, variants, cfg)
+    probed, _ = fit_stacker(probe_f, probe_v, cfg)
+    pd.testing.assert_frame_equal(model.inner_cv, probed.inner_cv)
+    assert model.learner == probed.learner
+    train = ~held
+    np.testing.assert_array_equal(model.predict_score(features[train]), probed.predict_score(probe_f[train]))
+
+
+def test_inner_folds_keep_genes_and_positions_together():
+    from metasplice.experiments.stacking import inner_folds
+
+    variants = make_variants(n=900)
+    train = np.flatnonzero(variants["split"].to_numpy() == "train")
+    fold, how = inner_folds(variants, train, 3, 10_000, 0)
+    assert how == "gene clusters" and set(fold) == {0, 1, 2}
+    assert (pd.Series(fold).groupby(variants["gene"].to_numpy()[train]).nunique() == 1).all()
+    # one locus (a single gene): contiguous genomic blocks, a position never in two folds
+    one = variants.assign(tx_start=1_000_000, tx_end=1_020_000, chrom="chr1")
+    one.loc[::7, "pos"] = one["pos"].iloc[0]  # many variants at one position
+    fold, how = inner_folds(one, train, 5, 10_000, 0)
+    assert how == "genomic blocks" and set(fold) == set(range(5))
+    assert (pd.Series(fold).groupby(one["pos"].to_numpy()[train]).nunique() == 1).all()
+    sizes = np.bincount(fold)
+    assert sizes.min() > 0.4 * sizes.max()
+
+
+def test_platt_calibration_keeps_the_ranking():
+    from metasplice.experiments.stacking import apply_platt, fit_platt
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    s = np.clip(0.3 * y + rng.random(500) * 0.6, 0, 1)
+    s[:5] = np.nan
+    cal = fit_platt(s, y)
+    assert cal["a"] > 0 and cal["method"].startswith("platt")
+    p = apply_platt(s, cal)
+    assert np.isnan(p[:5]).all() and ((p[5:] > 0) & (p[5:] < 1)).all()
+    ok = np.isfinite(s)
+    assert (np.diff(p[ok][np.argsort(s[ok], kind="stable")]) >= 0).all()
+    assert fit_platt(1 - s, y)["method"] == "identity"  # a decreasing fit would reverse the ranking
 
 
 def test_learner_list_and_bad_configs():
     with pytest.raises(ValueError, match="unknown learners"):
-        StackConfig(name="s", learners=("forest",))
+        StackConfig(name="stack", learners=("forest",))
+    with pytest.raises(ValueError, match="unknown feature_sets"):
+        StackConfig(name="stack", feature_sets=("everything",))
+    with pytest.raises(ValueError, match="inner_folds must be >= 2"):
+        StackConfig(name="stack", inner_folds=1)
+    with pytest.raises(ValueError, match="name must contain 'stack'"):
+        StackConfig(name="meta")
     with pytest.raises(ValueError, match="unknown keys"):
-        StackConfig.from_spec("s", {"model": "stacked", "memebers": ["a"]})
+        StackConfig.from_spec("s_stack", {"model": "stacked", "memebers": ["a"]})
     with pytest.raises(ValueError, match="must be a list"):
-        StackConfig.from_spec("s", {"model": "stacked", "members": "a"})
+        StackConfig.from_spec("s_stack", {"model": "stacked", "members": "a"})
     cfg = StackConfig.from_spec(
-        "s", {"model": "stacked", "learners": ["logreg"], "demo": {"importance_repeats": 2}}, demo=True
+        "s_stack",
+        {"model": "stacked", "learners": ["logreg"], "feature_sets": ["scores"], "demo": {"importance_repeats": 2}},
+        demo=True,
     )
-    assert cfg.learners == ("logreg",) and cfg.importance_repeats == 2
+    assert cfg.learners == ("logreg",) and cfg.importance_repeats == 2 and cfg.feature_sets == ("scores",)
 
 
 def test_train_and_evaluate_stacked_files(tmp_path):
@@ -264,10 +371,17 @@ def test_train_and_evaluate_stacked_files(tmp_path):
         base_models={"spliceai": {"kind": "spliceai", "distance": 50}},
     )
     assert (out / "members/m.pt").read_bytes() == b"checkpoint"
+    import json
+
+    choice = json.loads((out / "stacker.json").read_text())
+    inner = pd.read_csv(out / "inner_cv.tsv", sep="\t")
+    assert choice["chosen"] == model.learner == inner.loc[inner["chosen"], "candidate"].item()
+    assert choice["inner_cv"]["folds"] == 5 and "spliceai.score" in set(inner["candidate"])
     loaded = StackedModel.load(out)
+    assert loaded.candidate == model.candidate and loaded.calibration == model.calibration
     features = pd.read_parquet(out / "features.parquet")
     assert np.array_equal(features["variant_id"], variants["variant_id"])
-    assert np.allclose(loaded.predict_proba(features), model.predict_proba(features))
+    assert np.allclose(loaded.predict_proba(features), model.predict_proba(features), equal_nan=True)
     assert loaded.base_models == {"spliceai": {"kind": "spliceai", "distance": 50}}
     assert loaded.member_files == {"m": "members/m.pt"}
     cfg_eval = E.EvalConfig.from_dict({"bootstrap_n": 50})
@@ -282,8 +396,11 @@ def test_train_and_evaluate_stacked_files(tmp_path):
     )
     assert result["kind"] == "stacked" and result["comparison"]["reference"] == "spliceai"
     assert result["threshold"]["chosen_on"] == "val"
+    assert result["stacking"]["chosen"] == model.learner and result["stacking"]["summary"]
     pred = pd.read_parquet(tmp_path / "pred.parquet")
     assert set(pred["split"]) == {"val", "test"}
+    ok = pred["score"].notna()
+    assert (pred.loc[ok, "score_calibrated"].rank() == pred.loc[ok, "score"].rank()).all()
     # a stale features file (other variants) is refused
     variants.iloc[::-1].to_parquet(tmp_path / "other.parquet")
     with pytest.raises(ValueError, match="not row-aligned"):
@@ -323,12 +440,12 @@ def test_workflow_wiring_of_stacked_instances():
     with pytest.raises(ValueError, match="out-of-fold group 3 does not exist"):
         PLAN.experiment_variants(config, "binary_quick__oof3", "v")
     assert "stacker" in PLAN.evaluate_inputs(config, "stacked", "v")
-    bad = {**config, "experiments": {**config["experiments"], "s2": {"model": "stacked", "members": ["nope"]}}}
+    bad = {**config, "experiments": {**config["experiments"], "s2_stack": {"model": "stacked", "members": ["nope"]}}}
     with pytest.raises(ValueError, match="member 'nope' is not a configured experiment"):
-        PLAN.stacked_inputs(bad, "s2", "v")
-    bad["experiments"]["s2"] = {"model": "stacked", "members": ["stacked"]}
+        PLAN.stacked_inputs(bad, "s2_stack", "v")
+    bad["experiments"]["s2_stack"] = {"model": "stacked", "members": ["stacked"]}
     with pytest.raises(ValueError, match="members must be trained experiments"):
-        PLAN.stacked_inputs(bad, "s2", "v")
-    bad["experiments"]["s2"] = {"model": "stacked", "bases": ["openspliceai"]}
+        PLAN.stacked_inputs(bad, "s2_stack", "v")
+    bad["experiments"]["s2_stack"] = {"model": "stacked", "bases": ["openspliceai"]}
     with pytest.raises(ValueError, match="not configured under base_models"):
-        PLAN.stacked_inputs(bad, "s2", "v")
+        PLAN.stacked_inputs(bad, "s2_stack", "v")

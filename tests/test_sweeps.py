@@ -226,17 +226,19 @@ def summary() -> pd.DataFrame:
     items = []
     for k, name in enumerate(
         [
-            "spliceai (baseline)",
+            "spliceai",
             "other",
             "s.lr-0.001.hidden-8",
             "s.lr-0.001.hidden-16",
             "s.lr-0.01.hidden-16",
-            "s.lr-0.001.hidden-8 (CV)",
+            "s.lr-0.001.hidden-8",  # its cross-validated row: same name, set "cv"
         ]
     ):
         pred = reference if k == 0 else predictions(0.5 + 0.3 * k, k)
         ref = None if k == 0 else reference[["variant_id", "score"]]
         extra = {"kind": "baseline"} if k == 0 else {"kind": "experiment"}
+        if k == 5:
+            extra["evaluation"] = "cross-validation"
         metrics = E.evaluate_predictions(pred, FAST, name, "binary", ref, "spliceai", extra)
         items.append(R._Loaded(R.Entry(name, "", ""), metrics, pred, None))
     return R.summary_table(items)
@@ -269,13 +271,15 @@ def test_sweep_tables_pick_the_children_rows_and_metric_columns(summary):
     # the report really has these columns (the task headline columns only with rows of those tasks)
     task_columns = {c for c in ST.METRIC_COLUMNS if c.startswith(("effect_type", "localisation", "quantile"))}
     assert not (set(ST.METRIC_COLUMNS) - task_columns - set(summary.columns))
-    by_name = summary.set_index("experiment")
+    assert summary["set"].tolist() == ["test"] * 5 + ["cv"]
+    by_name = summary[summary["set"] == "test"].set_index("experiment")
     for _, row in table.iterrows():
         for column in ("roc_auc", "roc_auc_low", "pr_auc_high", "f1_val_threshold", "p_roc_auc_delong"):
             assert row[column] == by_name.loc[row["experiment"], column]
     assert set(table["compared_with"]) == {"spliceai"}
     assert tables["s (CV)"]["experiment"].tolist() == ["s.lr-0.001.hidden-8"]
-    assert tables["s (CV)"]["roc_auc"].iloc[0] == by_name.loc["s.lr-0.001.hidden-8 (CV)", "roc_auc"]
+    cv_row = summary[summary["set"] == "cv"].set_index("experiment")
+    assert tables["s (CV)"]["roc_auc"].iloc[0] == cv_row.loc["s.lr-0.001.hidden-8", "roc_auc"]
     # a sweep without evaluated children gets no table; a summary with "name" instead of "experiment" works
     assert ST.sweep_tables(summary, {"t": [{"experiment": "t.a-1", "params": {"a": 1}}]}) == {}
     renamed = ST.sweep_tables(summary.rename(columns={"experiment": "name"}), SWEEPS)

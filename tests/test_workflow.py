@@ -104,8 +104,8 @@ def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_ru
         assert len(pd.read_csv(demo_run / f"results/models/{name}/history.tsv", sep="\t")) >= 1
         assert (demo_run / f"logs/train/{name}.log").exists()
     summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t")
-    assert set(experiments) | {"spliceai (baseline)"} <= set(summary["experiment"])
-    baseline = summary.set_index("experiment").loc["spliceai (baseline)"]
+    assert set(experiments) | {"spliceai"} <= set(summary["experiment"])
+    baseline = summary.set_index("experiment").loc["spliceai"]
     assert 0.85 < baseline["roc_auc"] <= 1 and baseline["roc_auc_low"] < baseline["roc_auc"] < baseline["roc_auc_high"]
     scored = summary[summary["task"] != "localisation"]  # a localisation model has no classifier score
     assert scored["roc_auc_low"].notna().all() and scored["roc_auc_high"].notna().all()
@@ -120,14 +120,17 @@ def test_demo_stacked_model_is_not_below_spliceai_and_uses_out_of_fold_members(d
     import json
 
     summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
-    stacked, baseline = summary.loc["stacked"], summary.loc["spliceai (baseline)"]
+    stacked, baseline = summary.loc["stacked"], summary.loc["spliceai"]
     assert stacked["roc_auc"] >= baseline["roc_auc"], (stacked["roc_auc"], baseline["roc_auc"])
     assert stacked["n_test"] == baseline["n_test"]  # the same test variants
     assert stacked["roc_auc_low"] < stacked["roc_auc"] < stacked["roc_auc_high"]
     assert 0 <= stacked["p_roc_auc_bootstrap"] <= 1 and stacked["compared_with"] == "spliceai"
     model_dir = demo_run / "results/models/stacked"
     meta = json.loads((model_dir / "model.json").read_text())
-    assert meta["learner"] in ("hgb", "logreg") and "member_binary_quick" in meta["feature_names"]
+    assert meta["candidate"]["kind"] in ("base", "learner") and "member_binary_quick" in meta["available_features"]
+    choice = json.loads((model_dir / "stacker.json").read_text())
+    inner = pd.read_csv(model_dir / "inner_cv.tsv", sep="\t")
+    assert choice["chosen"] == meta["candidate"]["name"] == inner.loc[inner["chosen"], "candidate"].item()
     assert (model_dir / "members/binary_quick.pt").stat().st_size > 0
     importance = pd.read_csv(model_dir / "importance.tsv", sep="\t")
     assert set(importance["feature"]) == set(meta["feature_names"])

@@ -6,18 +6,16 @@ from metasplice.workflow import run_logged
 
 def main(sm) -> None:
     inp, p = sm.input, sm.params.report
-    entries = [
-        Entry(f"{b} (baseline)", m, pr)
-        for b, m, pr in zip(p["baselines"], inp.baseline_metrics, inp.baseline_predictions)
-    ]
+    # rows are named after the model alone (a base model's row: its name); the set column of
+    # summary.tsv tells the test split from the pooled cross-validation folds
+    entries = [Entry(b, m, pr) for b, m, pr in zip(p["baselines"], inp.baseline_metrics, inp.baseline_predictions)]
     histories = dict(zip(p["trained"], inp.histories))
     entries += [Entry(e, m, pr, histories.get(e)) for e, m, pr in zip(p["experiments"], inp.metrics, inp.predictions)]
     if p["cross_validation"]:
         entries += [
-            Entry(f"{b} (baseline, CV)", m, pr)
-            for b, m, pr in zip(p["baselines"], inp.cv_baseline_metrics, inp.cv_baseline_predictions)
+            Entry(b, m, pr) for b, m, pr in zip(p["baselines"], inp.cv_baseline_metrics, inp.cv_baseline_predictions)
         ]
-        entries += [Entry(f"{e} (CV)", m, pr) for e, m, pr in zip(p["experiments"], inp.cv_metrics, inp.cv_predictions)]
+        entries += [Entry(e, m, pr) for e, m, pr in zip(p["experiments"], inp.cv_metrics, inp.cv_predictions)]
     out = sm.output
     build_report(
         entries,

@@ -27,6 +27,7 @@ def main(sm) -> None:
         base_models=p["base_models"],
         strand_oriented=p["strand_oriented"],
         regions=p["regions"],
+        threads=sm.threads,
     )
 
 

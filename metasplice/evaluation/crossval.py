@@ -32,6 +32,11 @@ from metasplice.io import write_parquet
 
 log = logging.getLogger(__name__)
 
+# predictions column of a stacked model: its shipped score after Platt scaling fitted on the inner
+# out-of-fold scores of its own training rows (metasplice.experiments.stacking)
+CALIBRATED_SCORE = "score_calibrated"
+NO_LEARNER_BEAT = "no learner beat it in inner CV"  # end of a stacked model's summary when it ships a base score
+
 
 # --------------------------------------------------------------------------------------------
 # aggregation
@@ -209,6 +214,39 @@ def aggregate_folds(
     return pooled.assign(call_at_val_threshold=all_calls), metrics
 
 
+def pool_stacked_folds(
+    preds: Sequence[pd.DataFrame], fold_metrics: Sequence[Mapping[str, Any]]
+) -> tuple[list[pd.DataFrame], dict]:
+    """The scores a stacked model's folds are pooled on, and what each fold chose.
+
+    Folds that all ship the same thing (one base model's score, or one learner) are pooled on their
+    shipped scores (a base score stays exactly the baseline row's). Folds that chose differently
+    ship scores on different scales (a delta score beside a probability), so each fold's scores are
+    replaced by its calibrated ones (:data:`CALIBRATED_SCORE`: Platt scaling fitted on that fold's
+    inner out-of-fold scores, training rows only), which keeps each fold's ranking.
+    """
+    chosen = [str((fm.get("stacking") or {}).get("chosen")) for fm in fold_metrics]
+    lines = [str((fm.get("stacking") or {}).get("summary", "")) for fm in fold_metrics]
+    calibrate = len(set(chosen)) > 1
+    if calibrate:
+        missing = [k for k, p in enumerate(preds) if CALIBRATED_SCORE not in p.columns]
+        if missing:
+            raise ValueError(f"stacked folds {missing} have no {CALIBRATED_SCORE} column; re-evaluate them")
+        preds = [p.assign(score=p[CALIBRATED_SCORE].to_numpy(np.float64)) for p in preds]
+    counts = pd.Series(chosen).value_counts(sort=False)
+    if calibrate:
+        summary = "folds chose " + ", ".join(f"{c} ({n})" for c, n in counts.items()) + "; pooled on calibrated scores"
+    elif lines and lines[0].endswith(NO_LEARNER_BEAT):
+        summary = f"{lines[0]} of any fold"
+    else:
+        summary = f"stacked model = {chosen[0] if chosen else '–'} in every fold"
+    return list(preds), {
+        "folds": chosen,
+        "pooled_score": "calibrated" if calibrate else "shipped",
+        "summary": summary if len(fold_metrics) else "",
+    }
+
+
 def aggregate_experiment_files(
     fold_predictions: Sequence[str | os.PathLike],
     fold_metrics: Sequence[str | os.PathLike],
@@ -234,7 +272,9 @@ def aggregate_experiment_files(
         "architecture": first.get("architecture"),
         **{k: first[k] for k in ("members", "combine") if k in first},
     }  # an ensemble stays one
-    pooled, metrics = aggregate_folds(preds, cfg, f"{experiment} (CV)", task, reference, fms, extra)
+    if first.get("kind") == "stacked":
+        preds, extra["stacking"] = pool_stacked_folds(preds, fms)
+    pooled, metrics = aggregate_folds(preds, cfg, experiment, task, reference, fms, extra)
     write_parquet(pooled, predictions_out)
     E.write_json(metrics, metrics_out)
     return metrics
@@ -264,7 +304,7 @@ def aggregate_baseline_files(
         "evaluation": "cross-validation",
         "score": "max(DS_AG, DS_AL, DS_DG, DS_DL)",
     }
-    pooled, metrics = aggregate_folds(preds, cfg, f"{base} (baseline, CV)", "baseline", reference, None, extra)
+    pooled, metrics = aggregate_folds(preds, cfg, base, "baseline", reference, None, extra)
     write_parquet(pooled, predictions_out)
     E.write_json(metrics, metrics_out)
     return metrics

@@ -409,7 +409,7 @@ def evaluate_baseline_files(
         reference = reference_table(variants, read_scores(reference_scores_path, len(variants), variants_path))
     score = "max(DS_AG, DS_AL, DS_DG, DS_DL)" if "DS_AG" in scores.columns else "max(gain, -loss)"
     extra = {"kind": "baseline", "base": base, "score": score}
-    result = evaluate_predictions(pred, cfg, f"{base} (baseline)", "baseline", reference, cfg.reference, extra)
+    result = evaluate_predictions(pred, cfg, base, "baseline", reference, cfg.reference, extra)
     write_evaluation(pred, result, predictions_out, metrics_out, base)
     return result
 

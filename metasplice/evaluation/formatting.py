@@ -11,6 +11,14 @@ from typing import Any
 import numpy as np
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")  # what an experiment name (and so a sweep value) may hold
+# the "set" column of the report tables: where a row was measured (test split or pooled CV folds)
+TEST_SET, CV_SET = "test", "cv"
+CV_SUFFIX = " (CV)"  # how summary.md and the figures show a cross-validated row's name
+
+
+def shown_name(name: str, where: str) -> str:
+    """A row's name as summary.md and the figures show it (the tables hold the name and its set)."""
+    return f"{name}{CV_SUFFIX}" if where == CV_SET else name
 
 
 def fmt(v: Any, digits: int = 3) -> str:

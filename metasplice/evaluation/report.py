@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from metasplice.evaluation import metrics as M
 from metasplice.evaluation.evaluate import REGIONS, read_json
 from metasplice.evaluation.figures import (
     CurveRow,
@@ -36,7 +37,17 @@ from metasplice.evaluation.figures import (
     plot_headline,
     validation_auroc,
 )
-from metasplice.evaluation.formatting import fmt, fmt_ci, fmt_duration, fmt_n, fmt_p, md_table
+from metasplice.evaluation.formatting import (
+    CV_SET,
+    TEST_SET,
+    fmt,
+    fmt_ci,
+    fmt_duration,
+    fmt_n,
+    fmt_p,
+    md_table,
+    shown_name,
+)
 from metasplice.io import atomic_output, write_tsv
 
 log = logging.getLogger(__name__)
@@ -67,8 +78,19 @@ class _Loaded:
         return self.metrics.get("kind") == "baseline"
 
     @property
-    def label(self) -> str:
+    def name(self) -> str:
+        """The row's name in the tables: the experiment, or the base model for a base model's own score."""
         return self.entry.name
+
+    @property
+    def set(self) -> str:
+        """Where the row was measured: ``test`` (the test split) or ``cv`` (pooled cross-validation folds)."""
+        return CV_SET if self.metrics.get("evaluation") == "cross-validation" else TEST_SET
+
+    @property
+    def label(self) -> str:
+        """The name as summary.md and the figures show it (``name (CV)`` for a cross-validated row)."""
+        return shown_name(self.name, self.set)
 
 
 def _load(entry: Entry) -> _Loaded:
@@ -117,7 +139,8 @@ def summary_row(item: _Loaded) -> dict[str, Any]:
     mt = m.get("metrics", {})
     n_test = _get(m, "n", "test") or {}
     row: dict[str, Any] = {
-        "experiment": item.label,
+        "experiment": item.name,
+        "set": item.set,
         "kind": m.get("kind", ""),
         "evaluation": m.get("evaluation", "test split"),
         "task": m.get("task", ""),
@@ -156,7 +179,102 @@ def summary_row(item: _Loaded) -> dict[str, Any]:
     row["p_roc_auc_delong"] = _get(comp, "roc_auc_delong", "p_value")
     row["pr_auc_difference"] = _get(comp, "pr_auc", "difference")
     row["p_pr_auc_bootstrap"] = _get(comp, "pr_auc", "p_value")
+    stacking = m.get("stacking") if isinstance(m.get("stacking"), Mapping) else {}
+    folds = stacking.get("folds")
+    row["stacking_choice"] = ", ".join(map(str, folds)) if folds else stacking.get("chosen")
     return row
+
+
+BEST_BASE_COLUMNS: tuple[str, ...] = (
+    "best_base",
+    "best_base_n",
+    "roc_auc_vs_best_base",
+    "roc_auc_vs_best_base_low",
+    "roc_auc_vs_best_base_high",
+    "p_vs_best_base_bootstrap",
+    "p_vs_best_base_delong",
+)
+
+
+def _scored_test(pred: pd.DataFrame) -> pd.Series:
+    """Score per variant_id of the labelled test rows with a score."""
+    part = pred[(pred["split"].astype(str) == "test") & pred["label"].isin((0, 1))]
+    part = part[np.isfinite(part["score"].to_numpy(np.float64))]
+    return part.drop_duplicates("variant_id").set_index("variant_id")["score"]
+
+
+def best_base_columns(summary: pd.DataFrame, items: Sequence[_Loaded], cfg: M.BootstrapConfig) -> pd.DataFrame:
+    """``summary`` with :data:`BEST_BASE_COLUMNS` inserted after ``roc_auc_high``: per set (test split,
+    CV), the base-model row with the highest ROC-AUC is the best base model; every row of that set gets
+    its ROC-AUC minus the best base model's on the labelled test variants both scored, with a paired
+    bootstrap interval and p-value and DeLong's p (the best base row itself: difference 0)."""
+    out = {c: [None] * len(items) for c in BEST_BASE_COLUMNS}
+    auc = pd.to_numeric(summary["roc_auc"], errors="coerce").to_numpy(np.float64)
+    for where in (TEST_SET, CV_SET):
+        idx = [i for i, it in enumerate(items) if it.set == where]
+        bases = [i for i in idx if items[i].is_baseline and np.isfinite(auc[i])]
+        if not bases:
+            continue
+        best = max(bases, key=lambda i: (auc[i], -i))
+        ref = _scored_test(items[best].predictions)
+        for i in idx:
+            out["best_base"][i] = items[best].name
+            own = _scored_test(items[i].predictions) if i != best else ref
+            both = own.index.intersection(ref.index)
+            labels = items[i].predictions.drop_duplicates("variant_id").set_index("variant_id")["label"]
+            y = labels.reindex(both).to_numpy().astype(np.int8)
+            out["best_base_n"][i] = int(len(both))
+            if i == best:
+                out["roc_auc_vs_best_base"][i] = 0.0
+                continue
+            if len(both) == 0 or M.single_class(y.astype(bool)):
+                continue
+            a, b = own.reindex(both).to_numpy(np.float64), ref.reindex(both).to_numpy(np.float64)
+            boot = M.paired_bootstrap(y, a, b, "roc_auc", cfg)
+            out["roc_auc_vs_best_base"][i] = boot.difference
+            out["roc_auc_vs_best_base_low"][i] = boot.low
+            out["roc_auc_vs_best_base_high"][i] = boot.high
+            out["p_vs_best_base_bootstrap"][i] = boot.p_value
+            out["p_vs_best_base_delong"][i] = M.delong_test(y, a, b).p_value
+    at = list(summary.columns).index("roc_auc_high") + 1
+    table = summary.copy()
+    for k, column in enumerate(BEST_BASE_COLUMNS):
+        table.insert(at + k, column, out[column])
+    return table
+
+
+def stacking_markdown(summary: pd.DataFrame, items: Sequence[_Loaded], n_boot: Any = None) -> str:
+    """One line per stacked row: what it ships (chosen by inner CV on training rows) and how it compares
+    with the best base model; '' if there is no stacked row."""
+    records = summary.astype(object).where(summary.notna(), None).to_dict("records")
+    lines = []
+    for item, r in zip(items, records):
+        stacking = item.metrics.get("stacking")
+        if item.metrics.get("kind") != "stacked" or not isinstance(stacking, Mapping):
+            continue
+        line = f"- **{item.label}**: {stacking.get('summary') or stacking.get('chosen')}"
+        if r.get("best_base") and r.get("roc_auc_vs_best_base") is not None:
+            line += (
+                f". ROC-AUC {fmt(r['roc_auc'])} vs {r['best_base']} {fmt(r['roc_auc'] - r['roc_auc_vs_best_base'])}: "
+                f"Δ {fmt_ci(r, 'roc_auc_vs_best_base')}, p = {fmt_p(r['p_vs_best_base_bootstrap'], n_boot)}"
+                f" (bootstrap) / {fmt_p(r['p_vs_best_base_delong'])} (DeLong)"
+            )
+        lines.append(line + ".")
+    if not lines:
+        return ""
+    return "\n".join(
+        [
+            "## Stacked models",
+            "",
+            "What each stacked model ships, chosen by grouped cross-validation inside its training rows (each "
+            "base model's own score is a candidate; a learner ships only when it beats the best of them there), "
+            "and its difference to the best base model of the same set (`stacker.json`, `inner_cv.tsv` beside "
+            "the model hold the choice and every candidate's inner-CV ROC-AUC).",
+            "",
+            *lines,
+            "",
+        ]
+    )
 
 
 def summary_table(items: Sequence[_Loaded]) -> pd.DataFrame:
@@ -170,7 +288,8 @@ def region_table(items: Sequence[_Loaded], column: str = "region") -> pd.DataFra
         for cell in _get(item.metrics, "breakdowns", column) or []:
             rows.append(
                 {
-                    "experiment": item.label,
+                    "experiment": item.name,
+                    "set": item.set,
                     column: cell["group"],
                     "n": cell["n"],
                     "n_splice_altering": cell["n_positive"],
@@ -188,6 +307,8 @@ def region_table(items: Sequence[_Loaded], column: str = "region") -> pd.DataFra
 def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, meta: Mapping[str, Any]) -> str:
     """summary.md text."""
     records = summary.astype(object).where(summary.notna(), None).to_dict("records")
+    for r in records:
+        r["experiment"] = shown_name(r["experiment"], r.get("set", TEST_SET))
     reference = meta.get("reference", "spliceai")
     main = []
     for r in records:
@@ -238,6 +359,19 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         for r in records
         if r["compared_with"] is not None
     ]
+    vs_best = [
+        [
+            r["experiment"],
+            r["best_base"],
+            fmt_n(r["best_base_n"]),
+            fmt_ci(r, "roc_auc"),
+            fmt_ci(r, "roc_auc_vs_best_base"),
+            fmt_p(r["p_vs_best_base_bootstrap"], meta.get("n_boot")),
+            fmt_p(r["p_vs_best_base_delong"]),
+        ]
+        for r in records
+        if r.get("best_base") is not None
+    ]
     level = int(round(100 * float(meta.get("level", 0.95))))
     parts = [
         "# metasplice results",
@@ -245,8 +379,9 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         f"Test set: {meta.get('test_description', 'held-out test split')}. Values are point estimates with "
         f"{level}% percentile-bootstrap intervals ({meta.get('n_boot', '?')} resamples of the test variants, "
         f"seed {meta.get('seed', '?')}). Decision thresholds are chosen on the validation split (maximum F1) "
-        f"and applied unchanged to the test split. Baseline rows score each variant by "
-        f"max(DS_AG, DS_AL, DS_DG, DS_DL) of the base model, without training. The p-values compare each row "
+        f"and applied unchanged to the test split. Rows named after a base model (e.g. spliceai, pangolin) are "
+        f"that model's own score without training (SpliceAI: max(DS_AG, DS_AL, DS_DG, DS_DL); Pangolin: "
+        f"max(gain, -loss)). The p-values of the summary compare each row "
         f"with the {reference} baseline on the same variants (paired bootstrap / DeLong, ROC-AUC). Every row is "
         f"measured on the test variants the {reference} base model scored"
         + (
@@ -258,7 +393,7 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         "",
         *(
             [
-                "Rows marked (CV) pool the test predictions of the leave-one-chromosome-group-out cross-validation "
+                "Rows marked (CV) (set `cv` in summary.tsv) pool the test predictions of the cross-validation "
                 "folds (each labelled variant tested once, by the fold that did not train or validate on it); their "
                 "calls use each fold's own validation threshold.",
                 "",
@@ -292,6 +427,19 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         "of them (a probability, class score or rank has no such scale).",
         "",
         md_table(["experiment", "F1", "detection rate", "FPR", "val-chosen threshold"], fixed),
+        "",
+        "## Against the best base model",
+        "",
+        "Per set (test split; pooled CV folds), the base-model row with the highest ROC-AUC is the best base "
+        "model; Δ is each row's ROC-AUC minus its own on the test variants both scored (paired bootstrap "
+        "interval and p-value, DeLong's p).",
+        "",
+        md_table(
+            ["experiment", "best base", "n", "ROC-AUC", "Δ ROC-AUC vs best base [CI]", "p (bootstrap)", "p (DeLong)"],
+            vs_best,
+        )
+        if vs_best
+        else "No base-model row.",
         "",
         f"## Paired comparison with {reference}",
         "",
@@ -348,18 +496,15 @@ def ensemble_markdown(summary: pd.DataFrame, items: Sequence[_Loaded]) -> str:
     """Section comparing every ensemble row with its members (rows of the same evaluation); '' if none."""
     rows = []
     by_name = {
-        (r["experiment"], r.get("evaluation")): r
-        for r in summary.astype(object).where(summary.notna(), None).to_dict("records")
+        (r["experiment"], r["set"]): r for r in summary.astype(object).where(summary.notna(), None).to_dict("records")
     }
     for item in items:
         if item.metrics.get("kind") != "ensemble":
             continue
-        evaluation = item.metrics.get("evaluation", "test split")
-        own = by_name.get((item.label, evaluation))
+        own = by_name.get((item.name, item.set))
         if own is None:
             continue
-        suffix = " (CV)" if item.label.endswith(" (CV)") else ""
-        members = [by_name.get((f"{m}{suffix}", evaluation)) for m in item.metrics.get("members") or ()]
+        members = [by_name.get((m, item.set)) for m in item.metrics.get("members") or ()]
         listed = ", ".join(
             f"{m} {fmt(r['roc_auc']) if r else '–'}" for m, r in zip(item.metrics.get("members") or (), members)
         )
@@ -419,6 +564,7 @@ def importance_markdown(tables: Mapping[str, pd.DataFrame], top: int = 15) -> st
 
 TASK_TABLE_COLUMNS: tuple[str, ...] = (
     "experiment",
+    "set",
     "evaluation",
     "task",
     "section",
@@ -753,7 +899,8 @@ def task_table(items: Sequence[_Loaded]) -> pd.DataFrame:
     out: list[dict[str, Any]] = []
     for it in items:
         base = {
-            "experiment": it.label,
+            "experiment": it.name,
+            "set": it.set,
             "evaluation": it.metrics.get("evaluation", "test split"),
             "task": it.metrics.get("task", ""),
         }
@@ -1053,7 +1200,11 @@ def build_report(
     if importance:
         tables = {name: pd.read_csv(path, sep="\t") for name, path in importance.items()}
         meta["sections"] = [*meta.get("sections", ()), importance_markdown(tables)]
-    summary = task_summary_columns(summary_table(items), items)
+    boot = M.BootstrapConfig(n=int(meta["n_boot"] or 1000), seed=int(meta["seed"] or 0), level=float(meta["level"]))
+    summary = best_base_columns(task_summary_columns(summary_table(items), items), items, boot)
+    stacked = stacking_markdown(summary, items, meta.get("n_boot"))
+    if stacked:
+        meta["sections"] = [stacked, *meta.get("sections", ())]
     ensembles = ensemble_markdown(summary, items)
     if ensembles:
         meta["sections"] = [*meta.get("sections", ()), ensembles]

@@ -7,10 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from metasplice.evaluation.formatting import fmt_ci, fmt_p, format_value, md_table
-
-CV_SUFFIX = " (CV)"  # report rows of the pooled cross-validation folds (workflow_scripts/report.py)
-
+from metasplice.evaluation.formatting import CV_SET, TEST_SET, fmt_ci, fmt_p, format_value, md_table, shown_name
 
 # summary.tsv columns (metasplice.evaluation.report.summary_row) a sweep table carries, in this order
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -53,13 +50,14 @@ def _name_column(summary: pd.DataFrame) -> str:
     raise ValueError("summary table has no 'experiment' (or 'name') column")
 
 
-def _one_table(summary: pd.DataFrame, column: str, entries: Sequence[Mapping], suffix: str) -> pd.DataFrame | None:
-    rows_by_name = {str(n): i for i, n in enumerate(summary[column])}
+def _one_table(summary: pd.DataFrame, column: str, entries: Sequence[Mapping], where: str) -> pd.DataFrame | None:
+    sets = summary["set"] if "set" in summary.columns else pd.Series(TEST_SET, index=summary.index)
+    rows_by_name = {(str(n), str(s)): i for i, (n, s) in enumerate(zip(summary[column], sets))}
     params = list(dict.fromkeys(p for e in entries for p in e["params"]))
     metric_columns = [c for c in METRIC_COLUMNS if c in summary.columns]
     rows = []
     for entry in entries:
-        i = rows_by_name.get(entry["experiment"] + suffix)
+        i = rows_by_name.get((entry["experiment"], where))
         if i is None:
             continue
         record = summary.iloc[i]
@@ -84,16 +82,16 @@ def sweep_tables(summary: pd.DataFrame, sweeps: Mapping[str, Sequence[Mapping]])
     ``experiment``, one per swept param, then the metric columns of :data:`METRIC_COLUMNS` present
     in the summary with at least one value (correlation, ROC-AUC, PR-AUC and F1 at the validation
     threshold with their interval bounds, the paired comparison with the reference). Rows of pooled
-    cross-validation (``{child} (CV)``) give a second table ``{sweep} (CV)``. Sweeps without any
+    cross-validation (``set`` ``cv``) give a second table ``{sweep} (CV)``. Sweeps without any
     evaluated child get no table.
     """
     column = _name_column(summary)
     tables: dict[str, pd.DataFrame] = {}
     for name, entries in sweeps.items():
-        for suffix in ("", CV_SUFFIX):
-            table = _one_table(summary, column, entries, suffix)
+        for where in (TEST_SET, CV_SET):
+            table = _one_table(summary, column, entries, where)
             if table is not None:
-                tables[name + suffix] = table
+                tables[shown_name(name, where)] = table
     return tables
 
 

@@ -1,8 +1,9 @@
-"""Stacked meta-model: a scikit-learn learner over base-model scores, annotation and sequence-model scores.
+"""Stacked meta-model: a base model's own score or a scikit-learn learner over base-model scores, annotation
+and sequence-model scores, whichever nested grouped CV inside the training rows prefers.
 
 Features of one variant (every one computable for a new VCF record, see :func:`build_features`):
 
-- per base model ``b`` (SpliceAI; OpenSpliceAI when configured): ``b_DS_AG .. b_DS_DL``, ``b_DS_max``,
+- per base model ``b`` (SpliceAI; OpenSpliceAI when configured): ``b_DS_AG .. b_DS_DL``, ``b_score`` (its baseline score),
   the distance ``|DP|`` of each delta, and a summary of the per-position delta profile
   (``deltas.npy``): summed gains and losses per channel, the number of positions with
   ``|delta| >= 0.1``, and the second-largest peak (a variant often both weakens a site and creates
@@ -21,10 +22,14 @@ from) and raises :class:`LeakageError` when a row's score comes from a model tha
 Columns derived from the label (``label``, ``classification``, validated ``target_*``) are refused
 as features.
 
-Learners: histogram gradient boosting and L2 logistic regression (imputed, standardised), both with
-balanced class weights, fitted on the labelled training rows; the one with the higher validation
-ROC-AUC is kept. The decision threshold is chosen on validation by :mod:`metasplice.evaluation.evaluate` like
-every other row of the report; permutation importance (drop in validation ROC-AUC) is saved.
+What ships is chosen by nested grouped CV inside the labelled training rows (:func:`fit_stacker`):
+the candidates are each base model's own score, unchanged, and logistic regressions / a small
+gradient-boosting grid over nested feature sets (:data:`FEATURE_SETS`); a learner ships only when it
+beats the best base model's inner-CV ROC-AUC by ``margin`` and by more than one standard error,
+else that base model's score ships. The choice is refitted on all training rows, with a Platt
+scaling fitted on its inner out-of-fold scores; ``stacker.json`` and ``inner_cv.tsv`` record it. The
+decision threshold is chosen on validation by :mod:`metasplice.evaluation.evaluate` like every
+other row of the report; permutation importance (drop in validation ROC-AUC) is saved.
 """
 
 from __future__ import annotations
@@ -48,16 +53,29 @@ from metasplice.base_models.spliceai.scoring import DS_COLUMNS as DS
 from metasplice.data.annotation import REGIONS
 from metasplice.data.splits import DEFAULT_GROUP_GAP
 from metasplice.data.variants import VARIANT_TYPES
+from metasplice.evaluation.crossval import CALIBRATED_SCORE, NO_LEARNER_BEAT
 from metasplice.io import atomic_output, write_parquet, write_tsv
 
 log = logging.getLogger(__name__)
 
-FORMAT = "metasplice-stacked/1"
+FORMAT = "metasplice-stacked/2"
+STACK_TAG = "stack"  # every stacked experiment's name contains it (summary.tsv contract)
 LEARNERS = ("hgb", "logreg")
+# nested feature sets: each adds one group of features to the previous ones (see feature_group)
+FEATURE_SETS = ("scores", "profiles", "annotation", "members")
+# the boosters' small hyper-parameter grid (overrides of make_learner's defaults)
+HGB_GRID: tuple[dict[str, Any], ...] = (
+    {"max_leaf_nodes": 7, "learning_rate": 0.1, "min_samples_leaf": 20},
+    {"max_leaf_nodes": 15, "learning_rate": 0.05, "min_samples_leaf": 40},
+)
+# per base model, the columns of the "scores" feature set (name after the "<base>_" prefix)
+SCORE_FEATURES = ("score", *DS, "gain", "loss")
+BLOCKS_PER_FOLD = 4  # grouped folds need at least this many gene clusters (else genomic blocks) per fold
+CALIBRATION_EPS = 1e-6  # scores clipped to [eps, 1 - eps] before the logit of Platt scaling
 PEAK_THRESHOLD = 0.1  # |delta| counted as a peak of the profile
 FORBIDDEN_FEATURES = re.compile(r"(^|_)(label|classification|target)(_|$)")
 OOF_SUFFIX = re.compile(r"^(?P<parent>.+)__oof(?P<fold>\d+)$")
-MODEL_FILES = ("stacker.joblib", "model.json", "importance.tsv", "features.parquet")
+MODEL_FILES = ("stacker.joblib", "model.json", "stacker.json", "inner_cv.tsv", "importance.tsv", "features.parquet")
 
 
 class LeakageError(ValueError):
@@ -101,15 +119,31 @@ class StackConfig:
     name: str
     bases: tuple[str, ...] = ("spliceai",)  # base models whose scores are features
     members: tuple[str, ...] = ()  # trained experiments whose out-of-fold scores are features
-    learners: tuple[str, ...] = LEARNERS  # candidates; the best validation ROC-AUC is kept
+    learners: tuple[str, ...] = LEARNERS  # learner families among the candidates
+    feature_sets: tuple[str, ...] = FEATURE_SETS  # feature sets the learners are offered (nested)
     annotation_features: bool = True
     profile_features: bool = True
+    inner_folds: int = 5  # grouped folds of the training rows that choose the candidate
+    margin: float = 0.002  # inner-CV ROC-AUC gain over the best base model a learner needs
+    group_gap: int = DEFAULT_GROUP_GAP  # genes closer than this (nt) share an inner fold
     importance_repeats: int = 10
     seed: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
         where = f"experiment {self.name!r}"
+        if STACK_TAG not in self.name.lower():
+            raise ValueError(
+                f"{where}: a stacked experiment's name must contain {STACK_TAG!r} (its row in summary.tsv is "
+                f"found by it), e.g. {self.name}_stack"
+            )
+        bad_sets = [x for x in self.feature_sets if x not in FEATURE_SETS]
+        if bad_sets or not self.feature_sets:
+            raise ValueError(f"{where}: unknown feature_sets {bad_sets or '[]'}; choose from {', '.join(FEATURE_SETS)}")
+        if int(self.inner_folds) < 2:
+            raise ValueError(f"{where}: inner_folds must be >= 2, got {self.inner_folds}")
+        if not 0 <= float(self.margin) < 1:
+            raise ValueError(f"{where}: margin must be in [0, 1), got {self.margin}")
         if not self.bases and not self.members:
             raise ValueError(f"{where}: a stacked model needs at least one base model or member")
         bad = [x for x in self.learners if x not in LEARNERS]
@@ -135,7 +169,7 @@ class StackConfig:
                 f"experiment {name!r}: unknown keys {unknown} for a stacked model; valid keys: "
                 f"{', '.join(sorted(known | {'model', 'demo'}))}"
             )
-        for key in ("bases", "members", "learners"):
+        for key in ("bases", "members", "learners", "feature_sets"):
             if key in values:
                 if isinstance(values[key], str) or not isinstance(values[key], Sequence):
                     raise ValueError(f"experiment {name!r}: {key} must be a list, got {values[key]!r}")
@@ -166,28 +200,16 @@ def assign_oof_folds(variants: pd.DataFrame, cfg: OOFConfig) -> np.ndarray:
 
     Clusters are dealt in a seeded random order to the group holding the fewest training rows so far.
     """
-    from metasplice.data.splits import gene_clusters
-
     split = variants["split"].astype(str).to_numpy()
     train = np.flatnonzero(split == "train")
     out = np.full(len(variants), -1, dtype=np.int64)
     if len(train) == 0:
         raise ValueError("no training rows to split into out-of-fold groups")
-    clusters = gene_clusters(variants, cfg.group_gap)[train]
-    ids, counts = np.unique(clusters, return_counts=True)
-    if len(ids) < cfg.oof_folds:
-        raise ValueError(
-            f"stacking.oof_folds={cfg.oof_folds} but the training rows form only {len(ids)} "
-            "gene clusters; lower oof_folds or group_gap"
-        )
-    order = np.random.default_rng(cfg.seed).permutation(len(ids))
-    totals = np.zeros(cfg.oof_folds, dtype=np.int64)
-    group_of = {}
-    for i in order:
-        g = int(np.argmin(totals))
-        group_of[ids[i]] = g
-        totals[g] += counts[i]
-    out[train] = np.array([group_of[c] for c in clusters], dtype=np.int64)
+    try:
+        groups, _ = training_groups(variants.iloc[train], cfg.oof_folds, cfg.group_gap)
+    except ValueError as err:
+        raise ValueError(f"stacking.oof_folds={cfg.oof_folds}: {err}; lower oof_folds") from None
+    out[train] = _deal_groups(groups, cfg.oof_folds, cfg.seed)
     return out
 
 
@@ -269,7 +291,7 @@ def base_features(name: str, scores: pd.DataFrame, deltas: np.ndarray | None, pr
     cols: dict[str, np.ndarray] = {}
     for k, c in enumerate(DS):
         cols[f"{name}_{c}"] = np.where(ok, ds[:, k], np.nan)
-    cols[f"{name}_DS_max"] = np.where(ok, np.nan_to_num(ds).max(axis=1), np.nan)
+    cols[f"{name}_score"] = np.where(ok, EP.base_score(scores), np.nan)  # the baseline row's score, unchanged
     for k, c in enumerate(DP):
         cols[f"{name}_abs{c}"] = np.where(ok, np.abs(dp[:, k]), np.nan)
     if profile:
@@ -415,63 +437,364 @@ def build_features(
 
 
 # --------------------------------------------------------------------------------------------
-# learners
+# candidates: each base model's own score, and learners over nested feature sets
 
 
-def make_learner(name: str, seed: int):
-    """An unfitted scikit-learn classifier (balanced class weights; NaN handled)."""
+def feature_group(column: str, bases: Sequence[str]) -> str:
+    """Which of :data:`FEATURE_SETS` adds feature ``column``: a base model's scores, its other columns
+    (distances, profile summaries, per-tissue values), annotation, or a member's score."""
+    if column.startswith("member_"):
+        return "members"
+    for b in bases:
+        if column.startswith(f"{b}_"):
+            return "scores" if column[len(b) + 1 :] in SCORE_FEATURES else "profiles"
+    return "annotation"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing the stacked model may ship: a base model's own score (``kind="base"``, unchanged) or a
+    learner with its hyper-parameters over one feature set (``kind="learner"``)."""
+
+    name: str
+    kind: str
+    columns: tuple[str, ...]
+    learner: str = ""
+    feature_set: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "learner": self.learner,
+            "feature_set": self.feature_set,
+            "params": dict(self.params),
+            "columns": list(self.columns),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            columns=tuple(d["columns"]),
+            learner=d.get("learner", ""),
+            feature_set=d.get("feature_set", ""),
+            params=dict(d.get("params") or {}),
+        )
+
+
+def base_candidate_name(base: str) -> str:
+    return f"{base}.score"
+
+
+def candidates(columns: Sequence[str], config: StackConfig) -> list[Candidate]:
+    """Every candidate of ``config`` over feature ``columns``: each base model's score, then per feature
+    set (nested: scores, + profiles and per-tissue values, + annotation, + members) a logistic regression
+    and the :data:`HGB_GRID` boosters (on base scores alone only when no other feature exists)."""
+    out = [Candidate(base_candidate_name(b), "base", (f"{b}_score",)) for b in config.bases if f"{b}_score" in columns]
+    group = {c: feature_group(c, config.bases) for c in columns}
+    present = [fs for fs in FEATURE_SETS if any(group[c] == fs for c in columns)]
+    used: list[str] = []
+    for fs in present:
+        used += [c for c in columns if group[c] == fs]
+        if fs not in config.feature_sets:
+            continue
+        cols = tuple(used)
+        if "logreg" in config.learners:
+            out.append(Candidate(f"logreg.{fs}", "learner", cols, "logreg", fs))
+        if "hgb" in config.learners and (fs != "scores" or len(present) == 1):
+            out += [Candidate(f"hgb{i}.{fs}", "learner", cols, "hgb", fs, dict(p)) for i, p in enumerate(HGB_GRID)]
+    if not any(c.kind == "learner" for c in out):
+        raise ValueError(
+            f"{config.name}: no learner candidate: feature_sets {list(config.feature_sets)} select none of the "
+            f"feature groups present ({', '.join(present)})"
+        )
+    return out
+
+
+def make_learner(name: str, seed: int, params: Mapping[str, Any] | None = None):
+    """An unfitted scikit-learn classifier (NaN handled; the logistic regression with balanced class
+    weights); ``params`` override the defaults (an :data:`HGB_GRID` entry, or ``C`` of the logistic
+    regression). Every choice is by ROC-AUC, which class weights do not change much but would slow the
+    boosters' binning."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    params = dict(params or {})
     if name == "hgb":
         return HistGradientBoostingClassifier(
-            learning_rate=0.05,
-            max_iter=300,
-            max_leaf_nodes=15,
-            min_samples_leaf=20,
-            l2_regularization=1.0,
-            early_stopping=True,
-            validation_fraction=0.15,
-            n_iter_no_change=20,
-            class_weight="balanced",
-            random_state=seed,
+            **{
+                "learning_rate": 0.05,
+                "max_iter": 200,
+                "max_leaf_nodes": 15,
+                "min_samples_leaf": 20,
+                "l2_regularization": 1.0,
+                "early_stopping": True,
+                "validation_fraction": 0.15,
+                "n_iter_no_change": 10,
+                "max_bins": 63,
+                "random_state": seed,
+                **params,
+            }
         )
     if name == "logreg":
         return make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),
-            LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced"),
+            LogisticRegression(C=float(params.get("C", 1.0)), max_iter=5000, class_weight="balanced"),
         )
     raise ValueError(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
 
 
+def _candidate_scores(cand: Candidate, estimator: Any, features: pd.DataFrame) -> np.ndarray:
+    """The raw score of a candidate per row: the base score unchanged, or the learner's P(class 1)."""
+    missing = [c for c in cand.columns if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack columns {missing} that candidate {cand.name!r} reads")
+    if cand.kind == "base":
+        return features[cand.columns[0]].to_numpy(dtype=np.float64).copy()
+    x = features[list(cand.columns)].to_numpy(dtype=np.float64)
+    return estimator.predict_proba(x)[:, 1]
+
+
+def _logit(s: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(s, dtype=np.float64), CALIBRATION_EPS, 1.0 - CALIBRATION_EPS)
+    return np.log(p / (1.0 - p))
+
+
+def fit_platt(score: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt scaling ``P = sigmoid(a * logit(score) + b)`` fitted on out-of-fold scores; identity
+    (a=1, b=0) when the fit is not increasing (the ranking is never reversed) or one class is missing."""
+    from sklearn.linear_model import LogisticRegression
+
+    ok = np.isfinite(score)
+    identity = {"a": 1.0, "b": 0.0, "method": "identity"}
+    if ok.sum() < 2 or len(np.unique(y[ok])) < 2:
+        return identity
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(score[ok])[:, None], y[ok])
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0:
+        return identity
+    return {"a": a, "b": b, "method": "platt on inner out-of-fold scores"}
+
+
+def apply_platt(score: np.ndarray, calibration: Mapping[str, float]) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        out = 1.0 / (1.0 + np.exp(-(float(calibration["a"]) * _logit(score) + float(calibration["b"]))))
+    return np.where(np.isfinite(score), out, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# nested grouped cross-validation inside the training rows
+
+
+def _deal_groups(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold (0..n_folds-1) per row: whole groups dealt in a seeded random order to the fold holding the
+    fewest rows so far."""
+    ids, counts = np.unique(groups, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    totals = np.zeros(n_folds, dtype=np.int64)
+    fold_of = {}
+    for i in order:
+        g = int(np.argmin(totals))
+        fold_of[ids[i]] = g
+        totals[g] += counts[i]
+    return np.array([fold_of[g] for g in groups], dtype=np.int64)
+
+
+def position_blocks(variants: pd.DataFrame, n_blocks: int) -> np.ndarray:
+    """Block id per row: the rows sorted by (chrom, pos) cut into ``n_blocks`` contiguous runs of about
+    equal size; variants at one position always share a block."""
+    chrom = variants["chrom"].astype(str).to_numpy()
+    pos = variants["pos"].to_numpy(np.int64)
+    order = np.lexsort((pos, chrom))
+    raw = (np.arange(len(order)) * n_blocks) // max(1, len(order))
+    block = np.empty(len(order), dtype=np.int64)
+    block[order] = raw
+    key = pd.Series(block).groupby([chrom, pos]).transform("min")  # one block per position
+    return key.to_numpy(np.int64)
+
+
+def training_groups(variants: pd.DataFrame, n_folds: int, gap: int) -> tuple[np.ndarray, str]:
+    """Groups of the rows of ``variants`` that no fold may split, and how they were made: whole gene
+    clusters (genes within ``gap`` nt, as the validation split) when there are at least
+    ``BLOCKS_PER_FOLD * n_folds`` of them, else contiguous genomic blocks (a set from one locus)."""
+    from metasplice.data.splits import gene_clusters
+
+    if {"tx_start", "tx_end"} <= set(variants.columns):
+        clusters = gene_clusters(variants, gap)
+        if len(np.unique(clusters)) >= BLOCKS_PER_FOLD * n_folds:
+            return clusters, "gene clusters"
+    n_positions = len(variants[["chrom", "pos"]].drop_duplicates())
+    if n_positions < n_folds:
+        raise ValueError(f"{len(variants)} rows at {n_positions} positions cannot form {n_folds} grouped folds")
+    return position_blocks(variants, min(BLOCKS_PER_FOLD * n_folds, n_positions)), "genomic blocks"
+
+
+def inner_folds(variants: pd.DataFrame, rows: np.ndarray, n_folds: int, gap: int, seed: int) -> tuple[np.ndarray, str]:
+    """Inner fold (0..n_folds-1) of each of ``rows`` (grouped, see :func:`training_groups`)."""
+    groups, how = training_groups(variants.iloc[rows], n_folds, gap)
+    return _deal_groups(groups, n_folds, seed), how
+
+
+def inner_cv(
+    features: pd.DataFrame, y: np.ndarray, fold: np.ndarray, cands: Sequence[Candidate], seed: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ROC-AUC of every candidate on every inner fold ([candidates, folds]; NaN for a fold with one
+    class) and each candidate's out-of-fold scores. ``features``/``y``/``fold``: the training rows only.
+    A fold is measured on the rows every base model scored, so all candidates share its variants."""
+    from sklearn.metrics import roc_auc_score
+
+    n_folds = int(fold.max()) + 1
+    oof = {c.name: np.full(len(y), np.nan) for c in cands}
+    common = np.ones(len(y), dtype=bool)
+    for c in cands:
+        if c.kind == "base":
+            common &= np.isfinite(features[c.columns[0]].to_numpy(np.float64))
+    auc = np.full((len(cands), n_folds), np.nan)
+    for f in range(n_folds):
+        fit, held = fold != f, fold == f
+        measured = held & common
+        one_class = len(np.unique(y[measured])) < 2
+        for i, c in enumerate(cands):
+            est = None
+            if c.kind == "learner":
+                if len(np.unique(y[fit])) < 2:
+                    raise ValueError(f"inner fold {f}: its training rows hold one class only")
+                est = make_learner(c.learner, seed, c.params).fit(
+                    features.loc[fit, list(c.columns)].to_numpy(np.float64), y[fit]
+                )
+            oof[c.name][held] = _candidate_scores(c, est, features.loc[held])
+            if not one_class:
+                auc[i, f] = roc_auc_score(y[measured], oof[c.name][measured])
+    return auc, oof
+
+
+def choose_candidate(
+    cands: Sequence[Candidate], auc: np.ndarray, margin: float
+) -> tuple[Candidate, Candidate | None, pd.DataFrame]:
+    """(chosen, best base candidate, inner-CV table). The best base model is the base candidate with the
+    highest mean inner-CV ROC-AUC; a learner is chosen only when its mean gain over that base model is
+    at least ``margin`` and more than one standard error (over the folds) above zero - else the best
+    base model's score ships. Among the learners that pass, the highest mean ROC-AUC wins."""
+    valid = np.isfinite(auc).all(axis=0)
+    if valid.sum() < 2:
+        raise ValueError("fewer than two inner folds hold both classes; the training rows are too few to choose")
+    a = auc[:, valid]
+    mean = a.mean(axis=1)
+    base_idx = [i for i, c in enumerate(cands) if c.kind == "base"]
+    best_base = max(base_idx, key=lambda i: (mean[i], -i)) if base_idx else None
+    rows = []
+    passing = []
+    for i, c in enumerate(cands):
+        row: dict[str, Any] = {
+            "candidate": c.name,
+            "kind": c.kind,
+            "learner": c.learner,
+            "feature_set": c.feature_set,
+            "params": json.dumps(dict(c.params), sort_keys=True),
+            "n_features": len(c.columns),
+            "roc_auc_mean": float(mean[i]),
+            "roc_auc_sd": float(a[i].std(ddof=1)),
+        }
+        row.update({f"roc_auc_fold{f}": float(v) for f, v in enumerate(auc[i])})
+        if best_base is not None and i != best_base:
+            d = a[i] - a[best_base]
+            row["difference_vs_best_base"] = float(d.mean())
+            row["difference_se"] = float(d.std(ddof=1) / np.sqrt(len(d)))
+            beats = c.kind == "learner" and d.mean() >= margin and d.mean() - row["difference_se"] > 0
+        else:
+            row["difference_vs_best_base"] = 0.0 if i == best_base else np.nan
+            row["difference_se"] = np.nan
+            beats = c.kind == "learner"  # without a base model every learner competes
+        row["beats_best_base"] = bool(beats) if c.kind == "learner" else False
+        if beats:
+            passing.append(i)
+        rows.append(row)
+    if passing:
+        chosen = max(passing, key=lambda i: (mean[i], -i))
+    elif best_base is not None:
+        chosen = best_base
+    else:
+        raise ValueError("no candidate to choose")  # candidates() always offers a learner
+    table = pd.DataFrame(rows)
+    table["best_base"] = [i == best_base for i in range(len(cands))]
+    table["chosen"] = [i == chosen for i in range(len(cands))]
+    return cands[chosen], (cands[best_base] if best_base is not None else None), table
+
+
+def selection_summary(chosen: Candidate, best_base: Candidate | None, table: pd.DataFrame) -> str:
+    """One line saying what the stacked model ships and why (summary.md)."""
+    by = table.set_index("candidate")
+    if chosen.kind == "base":
+        return f"stacked model = {chosen.name.rsplit('.', 1)[0]}'s score: {NO_LEARNER_BEAT}"
+    text = f"stacked model = {chosen.name} (inner-CV ROC-AUC {by.at[chosen.name, 'roc_auc_mean']:.4f}"
+    if best_base is not None:
+        text += (
+            f" vs {best_base.name.rsplit('.', 1)[0]}'s {by.at[best_base.name, 'roc_auc_mean']:.4f}, "
+            f"{by.at[chosen.name, 'difference_vs_best_base']:+.4f} ± {by.at[chosen.name, 'difference_se']:.4f} SE"
+        )
+    return text + ")"
+
+
+# --------------------------------------------------------------------------------------------
+# the stacked model
+
+
 @dataclass
 class StackedModel:
-    """A fitted stacker with what it needs to score new variants."""
+    """A fitted stacker with what it needs to score new variants.
+
+    ``candidate``: what it ships (a base model's score unchanged, or a learner over a feature set);
+    ``estimator``: the learner refitted on every training row (None for a base score);
+    ``calibration``: Platt scaling fitted on the chosen candidate's inner out-of-fold scores."""
 
     config: StackConfig
+    candidate: Candidate
     estimator: Any
-    learner: str
-    feature_names: tuple[str, ...]
-    validation: dict = field(default_factory=dict)  # per learner: validation ROC-AUC
+    calibration: dict = field(default_factory=lambda: {"a": 1.0, "b": 0.0, "method": "identity"})
+    selection: dict = field(default_factory=dict)  # what the inner CV chose and why (stacker.json)
+    available_features: tuple[str, ...] = ()
     member_files: dict = field(default_factory=dict)  # member -> checkpoint path relative to the model dir
     base_models: dict = field(default_factory=dict)  # base -> its base_models config (to rescore new VCFs)
     sequences: dict = field(default_factory=dict)  # window options of the members (strand_oriented)
     regions: dict = field(default_factory=dict)  # region classes the annotation features used (config regions)
+    inner_cv: pd.DataFrame | None = None  # one row per candidate (inner_cv.tsv; not reloaded)
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """P(Splice-altering) per row of ``features`` (columns matched by name)."""
+    @property
+    def learner(self) -> str:
+        return self.candidate.name
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.candidate.columns
+
+    @property
+    def ships_base(self) -> str | None:
+        """The base model whose own score this model ships, or None (a learner)."""
+        return self.candidate.name.rsplit(".", 1)[0] if self.candidate.kind == "base" else None
+
+    def predict_score(self, features: pd.DataFrame) -> np.ndarray:
+        """The shipped score per row of ``features`` (columns matched by name): the base model's own
+        score unchanged, or the learner's P(Splice-altering)."""
         missing = [c for c in self.feature_names if c not in features.columns]
         if missing:
             raise ValueError(f"features lack columns {missing} that {self.config.name!r} was trained on")
-        x = features[list(self.feature_names)].to_numpy(dtype=np.float64)
-        return self.estimator.predict_proba(x)[:, 1]
+        return _candidate_scores(self.candidate, self.estimator, features)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(Splice-altering) per row (:meth:`predict_score` through the Platt scaling fitted on
+        inner out-of-fold scores; same ranking)."""
+        return apply_platt(self.predict_score(features), self.calibration)
 
     def save(self, directory: str | os.PathLike, importance: pd.DataFrame | None = None) -> None:
-        """``stacker.joblib`` (the estimator) and ``model.json`` (everything else), written atomically."""
+        """``stacker.joblib`` (the estimator), ``model.json`` (everything else) and ``stacker.json``
+        (the choice), written atomically."""
         import joblib
         import sklearn
 
@@ -482,9 +805,11 @@ class StackedModel:
         meta = {
             "format": FORMAT,
             "config": asdict(self.config),
-            "learner": self.learner,
+            "candidate": self.candidate.to_dict(),
+            "calibration": self.calibration,
+            "selection": self.selection,
             "feature_names": list(self.feature_names),
-            "validation": self.validation,
+            "available_features": list(self.available_features),
             "member_files": self.member_files,
             "base_models": self.base_models,
             "sequences": self.sequences,
@@ -493,6 +818,10 @@ class StackedModel:
         }
         with atomic_output(directory / "model.json") as tmp:
             Path(tmp).write_text(json.dumps(meta, indent=2) + "\n")
+        with atomic_output(directory / "stacker.json") as tmp:
+            Path(tmp).write_text(json.dumps(self.selection, indent=2) + "\n")
+        if self.inner_cv is not None:
+            write_tsv(self.inner_cv, directory / "inner_cv.tsv")
         if importance is not None:
             write_tsv(importance, directory / "importance.tsv")
 
@@ -539,14 +868,15 @@ class StackedModel:
             ) from exc
         try:
             cfg = dict(meta["config"])
-            for key in ("bases", "members", "learners"):
+            for key in ("bases", "members", "learners", "feature_sets"):
                 cfg[key] = tuple(cfg[key])
             return cls(
                 config=StackConfig(**cfg),
+                candidate=Candidate.from_dict(meta["candidate"]),
                 estimator=estimator,
-                learner=meta["learner"],
-                feature_names=tuple(meta["feature_names"]),
-                validation=meta.get("validation", {}),
+                calibration=dict(meta["calibration"]),
+                selection=meta.get("selection", {}),
+                available_features=tuple(meta.get("available_features", ())),
                 member_files=meta.get("member_files", {}),
                 base_models=meta.get("base_models", {}),
                 sequences=meta.get("sequences", {}),
@@ -562,53 +892,108 @@ def _labelled(variants: pd.DataFrame, split: str) -> np.ndarray:
     )
 
 
-def fit_stacker(
-    features: pd.DataFrame, variants: pd.DataFrame, config: StackConfig
-) -> tuple[StackedModel, pd.DataFrame]:
-    """Fit every candidate learner on the labelled training rows, keep the best on validation ROC-AUC,
-    and measure its permutation importance on validation. Returns (model, importance table)."""
-    from sklearn.inspection import permutation_importance
+def permutation_drop(
+    model: StackedModel, features: pd.DataFrame, y: np.ndarray, repeats: int, seed: int
+) -> pd.DataFrame:
+    """Mean and SD drop in ROC-AUC (rows with a score) when one feature the model reads is shuffled."""
     from sklearn.metrics import roc_auc_score
 
+    def auc(frame: pd.DataFrame) -> float:
+        s = model.predict_score(frame)
+        ok = np.isfinite(s)
+        return float(roc_auc_score(y[ok], s[ok]))
+
+    rng = np.random.default_rng(seed)
+    base = auc(features)
+    rows = []
+    for col in model.feature_names:
+        drops = []
+        for _ in range(repeats):
+            shuffled = features.copy()
+            shuffled[col] = rng.permutation(shuffled[col].to_numpy())
+            drops.append(base - auc(shuffled))
+        rows.append({"feature": col, "importance_mean": float(np.mean(drops)), "importance_std": float(np.std(drops))})
+    return pd.DataFrame(rows, columns=["feature", "importance_mean", "importance_std"])
+
+
+def fit_stacker(
+    features: pd.DataFrame, variants: pd.DataFrame, config: StackConfig, threads: int = 1
+) -> tuple[StackedModel, pd.DataFrame]:
+    """Choose what the stacked model ships by nested grouped CV inside the labelled training rows, refit
+    it on all of them, and measure its permutation importance on validation.
+
+    Candidates (:func:`candidates`): each base model's own score, logistic regressions and the
+    :data:`HGB_GRID` boosters over nested feature sets. The training rows are dealt to
+    ``config.inner_folds`` folds of whole gene clusters (genomic blocks for a set from one locus);
+    every learner is fitted on k-1 folds and scored on the k-th; :func:`choose_candidate` picks. Only
+    training rows reach the choice: validation rows (the threshold) and test rows (the metrics) are
+    never read before the model is fixed. Returns (model, importance table); ``model.selection``
+    holds the choice and ``inner_cv`` the table (see :func:`train_stacked_files`). ``threads``: the
+    learners' thread count (more threads than free cores slow the small fits down a lot).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, int(threads))):
+        return _fit_stacker(features, variants, config)
+
+
+def _fit_stacker(
+    features: pd.DataFrame, variants: pd.DataFrame, config: StackConfig
+) -> tuple[StackedModel, pd.DataFrame]:
     check_feature_names(list(features.columns))
+    features = features.reset_index(drop=True)
     train, val = _labelled(variants, "train"), _labelled(variants, "val")
     y = variants["label"].to_numpy().astype(np.int64)
     for part, rows in (("training", train), ("validation", val)):
         if len(np.unique(y[rows])) < 2:
             raise ValueError(f"{config.name}: the {part} split needs both Splice-altering and Normal variants")
-    x = features.to_numpy(dtype=np.float64)
-    fitted, scores = {}, {}
-    for name in config.learners:
-        est = make_learner(name, config.seed).fit(x[train], y[train])
-        fitted[name] = est
-        scores[name] = float(roc_auc_score(y[val], est.predict_proba(x[val])[:, 1]))
-        log.info("%s: %s validation ROC-AUC %.4f", config.name, name, scores[name])
-    best = max(config.learners, key=lambda n: (scores[n], -config.learners.index(n)))
-    imp = permutation_importance(
-        fitted[best], x[val], y[val], scoring="roc_auc", n_repeats=config.importance_repeats, random_state=config.seed
-    )
-    importance = pd.DataFrame(
-        {
-            "feature": list(features.columns),
-            "importance_mean": imp.importances_mean,
-            "importance_std": imp.importances_std,
-        }
-    ).sort_values(["importance_mean", "feature"], ascending=[False, True], ignore_index=True)
-    importance["metric"] = "drop in validation ROC-AUC"
-    importance["n_repeats"] = config.importance_repeats
+    cands = candidates(list(features.columns), config)
+    fold, grouping = inner_folds(variants, train, config.inner_folds, config.group_gap, config.seed)
+    x_train, y_train = features.iloc[train].reset_index(drop=True), y[train]
+    auc, oof = inner_cv(x_train, y_train, fold, cands, config.seed)
+    chosen, best_base, table = choose_candidate(cands, auc, config.margin)
+    calibration = fit_platt(oof[chosen.name], y_train)
+    estimator = None
+    if chosen.kind == "learner":
+        estimator = make_learner(chosen.learner, config.seed, chosen.params).fit(
+            x_train[list(chosen.columns)].to_numpy(np.float64), y_train
+        )
+    summary = selection_summary(chosen, best_base, table)
+    selection = {
+        "chosen": chosen.name,
+        "kind": chosen.kind,
+        "ships_base": chosen.name.rsplit(".", 1)[0] if chosen.kind == "base" else None,
+        "best_base": best_base.name.rsplit(".", 1)[0] if best_base is not None else None,
+        "summary": summary,
+        "inner_cv": {
+            "folds": int(config.inner_folds),
+            "grouping": grouping,
+            "rule": (
+                f"a learner ships when its mean inner-CV ROC-AUC gain over the best base model is >= "
+                f"{config.margin} and more than one standard error above 0; else the best base model's score"
+            ),
+            "roc_auc_mean": dict(zip(table["candidate"], table["roc_auc_mean"].round(6))),
+        },
+        "n_train": int(len(train)),
+        "n_val": int(len(val)),
+        "calibration": calibration,
+    }
     model = StackedModel(
         config=config,
-        estimator=fitted[best],
-        learner=best,
-        feature_names=tuple(features.columns),
-        validation={"roc_auc": scores, "chosen": best, "n_train": int(len(train)), "n_val": int(len(val))},
+        candidate=chosen,
+        estimator=estimator,
+        calibration=calibration,
+        selection=selection,
+        available_features=tuple(features.columns),
     )
-    log.info(
-        "%s: kept %s; top features: %s",
-        config.name,
-        best,
-        ", ".join(f"{f} {m:.4f}" for f, m in importance[["feature", "importance_mean"]].head(5).to_numpy()),
+    importance = permutation_drop(
+        model, features.iloc[val].reset_index(drop=True), y[val], config.importance_repeats, config.seed
     )
+    importance = importance.sort_values(["importance_mean", "feature"], ascending=[False, True], ignore_index=True)
+    importance["metric"] = "drop in validation ROC-AUC"
+    importance["n_repeats"] = config.importance_repeats
+    model.inner_cv = table
+    log.info("%s: %s (inner CV over %d training rows, %s)", config.name, summary, len(train), grouping)
     return model, importance
 
 
@@ -628,13 +1013,16 @@ def train_stacked_files(
     base_models: Mapping[str, Any] | None = None,
     strand_oriented: bool = True,
     regions: Mapping[str, Any] | None = None,
+    threads: int = 1,
 ) -> StackedModel:
     """Build the features of every variant, fit the stacker and write the model directory.
 
     ``member_oof[m]``: (predictions, training variants file) of each ``m__oof{j}``; the full member's
     predictions (``member_predictions[m]``) come from a model trained on ``variants_path``.
-    Writes ``stacker.joblib``, ``model.json``, ``importance.tsv``, ``features.parquet`` (row-aligned
-    with the variants) and ``members/{m}.pt`` (copies of the full members, for scoring new VCFs).
+    Writes ``stacker.joblib``, ``model.json``, ``stacker.json`` (what the inner CV chose and why),
+    ``inner_cv.tsv`` (every candidate's inner-CV ROC-AUC per fold), ``importance.tsv``,
+    ``features.parquet`` (row-aligned with the variants) and ``members/{m}.pt`` (copies of the full
+    members, for scoring new VCFs).
     """
     variants = pd.read_parquet(variants_path)
     bases = {}
@@ -653,7 +1041,7 @@ def train_stacked_files(
         ]
         members[m] = member_feature(m, variants, sources, required)
     features = build_features(variants, bases, members, config.annotation_features, config.profile_features)
-    model, importance = fit_stacker(features, variants, config)
+    model, importance = fit_stacker(features, variants, config, threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for m in config.members:
@@ -691,8 +1079,9 @@ def evaluate_stacked_files(
     ):
         raise ValueError(f"{model_dir}/features.parquet is not row-aligned with {variants_path}; retrain the stacker")
     rows = E.eval_rows(variants)
-    prob = model.predict_proba(features.iloc[rows])
-    pred = EP.prediction_frame(variants, rows, prob)
+    part = features.iloc[rows].reset_index(drop=True)
+    pred = EP.prediction_frame(variants, rows, model.predict_score(part))
+    pred[CALIBRATED_SCORE] = model.predict_proba(part)
     reference = E.reference_table(variants, E.read_scores(reference_scores_path, len(variants), variants_path))
     extra = {
         "kind": "stacked",
@@ -701,8 +1090,12 @@ def evaluate_stacked_files(
         "features": list(model.feature_names),
         "members": list(model.config.members),
         "bases": list(model.config.bases),
-        "validation_roc_auc": model.validation.get("roc_auc"),
-        "score": "P(Splice-altering) of the stacked learner",
+        "stacking": {k: v for k, v in model.selection.items() if k != "calibration"},
+        "score": (
+            f"{model.ships_base}'s own score (no learner beat it in inner CV)"
+            if model.ships_base
+            else f"P(Splice-altering) of {model.learner}"
+        ),
     }
     result = E.evaluate_predictions(pred, cfg, experiment, "stacked", reference, cfg.reference, extra)
     E.write_evaluation(pred, result, predictions_out, metrics_out, experiment)
