@@ -216,17 +216,17 @@ def report(tmp_path_factory) -> dict:
         entry, metrics[f"{name} (CV)"] = aggregate(root / "cv", d, task, name)
         entries.append(entry)
     curves: list[list[str]] = []
-    original = R.plot_curves
+    original = R.plot_families
 
-    def spy(items, kind, path):
-        curves.append([it.label for it in items])
-        original(items, kind, path)
+    def spy(rows, kind, path):
+        curves.append([row.label for row in rows])
+        return original(rows, kind, path)
 
-    R.plot_curves = spy
+    R.plot_families = spy
     try:
         summary, md = run_report(root, entries, tasks_tsv=root / "report/tasks.tsv")
     finally:
-        R.plot_curves = original
+        R.plot_families = original
     return {
         "root": root,
         "data": d,
@@ -265,7 +265,7 @@ def test_summary_has_localisation_rows_without_scores(report):
     assert np.isnan(table.loc["binary_strong", "localisation_top1"]) and np.isnan(table.loc["loc", "quantile_n"])
     line = next(x for x in report["md"].splitlines() if x.startswith("| loc | localisation |"))
     assert line.split(" | ")[3:6] == ["–", "–", "–"]  # ROC-AUC, PR-AUC, F1
-    # the ROC / PR figures draw the scored rows only
+    # the ROC / PR small multiples draw the scored rows only
     assert len(report["curves"]) == 2
     for labels in report["curves"]:
         assert "loc" not in labels and "loc (CV)" not in labels
