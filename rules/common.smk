@@ -46,14 +46,9 @@ wildcard_constraints:
 
 
 def dataset_cfg():
-    """Settings of the selected dataset (CONFIG `dataset` names a key of `datasets`)."""
-    name = CONFIG["dataset"]
-    if name not in CONFIG["datasets"]:
-        raise ValueError(
-            f"config: dataset {name!r} is not defined under `datasets` "
-            f"(defined: {', '.join(CONFIG['datasets'])})"
-        )
-    return CONFIG["datasets"][name]
+    """Settings of the selected dataset (CONFIG `dataset` names a key of `datasets`, whose
+    labels are a SpliceVarDB export or a labelled VCF/TSV)."""
+    return msplan.dataset_settings(CONFIG)
 
 
 BUILD = dataset_cfg()["build"]

@@ -9,7 +9,9 @@
 #   results/eval/baseline/{base}/predictions.parquet, metrics.json    rule evaluate_baseline
 #   results/report/summary.md, summary.tsv, breakdowns.tsv, figures/   rule report (target: tables)
 #
-# Cross-validation (evaluation.cross_validation.enabled): leave-one-chromosome-group-out folds.
+# Cross-validation (evaluation.cross_validation.enabled): leave-one-chromosome-group-out folds; or,
+# for a set from one locus (split.cv), folds of whole exons, genes or genomic blocks, whose pooled
+# out-of-fold evaluation is then every row of the report.
 # Fold k of experiment E is the instance "E__fold{k}", trained and evaluated like E but from
 # results/crossval/fold{k}/variants.parquet (variants.parquet with that fold's split column).
 #
@@ -71,10 +73,7 @@ rule crossval_folds:
     conda:
         "../envs/metasplice.yaml"
     params:
-        cross_validation=lambda wc: msplan.evaluation_section(CONFIG).get(
-            "cross_validation"
-        )
-        or {},
+        cross_validation=lambda wc: msplan.crossval_params(CONFIG),
     script:
         "../workflow_scripts/crossval_folds.py"
 

@@ -1,9 +1,16 @@
+# Labelled variants: a SpliceVarDB export (rule fetch_splicevardb) or the labelled VCF/TSV that
+# datasets.<name>.labels names, checked against the reference and annotated
+# (metasplice.data.variants; labelled sets read by metasplice.data.labelled). With split.cv set,
+# variants.parquet also holds each variant's fold group (cv_group) and test fold (cv_fold).
+
+
 rule prepare_variants:
     input:
-        splicevardb=SPLICEVARDB,
-        genome=GENOME,
-        fai=f"{GENOME}.fai",
-        annotation=ANNOTATION,
+        unpack(
+            lambda wc: msplan.prepare_variants_inputs(
+                CONFIG, SPLICEVARDB, GENOME, ANNOTATION
+            )
+        ),
     output:
         variants=VARIANTS,
         summary="results/variants/summary.tsv",
@@ -17,6 +24,7 @@ rule prepare_variants:
     params:
         build=BUILD,
         coordinate_column=dataset_cfg()["coordinate_column"],
+        labels=lambda wc: msplan.prepare_variants_labels(CONFIG),
         split=CONFIG["split"],
         regions=CONFIG["regions"],
         max_ref_mismatch_fraction=CONFIG["variants"]["max_ref_mismatch_fraction"],

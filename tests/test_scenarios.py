@@ -91,3 +91,29 @@ def test_stacking_scenario_has_both_base_models(tmp_path):
     # the baseline rows are the base models' own scores, evaluated on the same test rows
     assert table.loc["pangolin", "n_test"] == table.loc["spliceai", "n_test"]
     assert table.loc["pangolin", "roc_auc"] > 0.7
+
+
+def _row(table: pd.DataFrame, name: str) -> pd.Series:
+    """The summary row of base model or experiment ``name`` (``spliceai`` or ``spliceai (baseline)``)."""
+    hits = [i for i in table.index if i == name or str(i).startswith(f"{name} (")]
+    assert len(hits) == 1, f"no single row for {name}: {list(table.index)}"
+    return table.loc[hits[0]]
+
+
+@pytest.mark.slow
+def test_clinvar_brca1_scenario_is_evaluated_out_of_fold(tmp_path):
+    workdir = run_scenario("clinvar-brca1", tmp_path)
+    table = summary(workdir)
+    spliceai, pangolin = _row(table, "spliceai"), _row(table, "pangolin")
+    assert any("stack" in str(name) for name in table.index)
+    assert spliceai["roc_auc"] > 0.8  # SpliceAI separates ClinVar's splice-relevant P/LP from B/LB
+    assert pangolin["roc_auc"] > 0.7 and pangolin["n_test"] >= 380  # a pangolin row on (nearly) every labelled variant
+    variants = pd.read_parquet(workdir / "results/variants/variants.parquet")
+    labelled = variants.loc[variants["label"].isin((0, 1)), "variant_id"]
+    assert 380 <= len(labelled) <= 420 and (variants["classification"] == "Unlabelled").sum() > 200
+    for row in ("results/eval_cv/baseline/spliceai", "results/eval_cv/stacked", "results/eval_cv/small_cnn"):
+        pooled = pd.read_parquet(workdir / row / "predictions.parquet")
+        # every labelled variant predicted out-of-fold exactly once, by the fold holding its exon
+        assert sorted(pooled["variant_id"]) == sorted(labelled), row
+        folds = variants.set_index("variant_id").loc[pooled["variant_id"], "cv_fold"].to_numpy()
+        assert (pooled["fold"].to_numpy() == folds).all(), row

@@ -1,12 +1,15 @@
-"""prepare_variants: SpliceVarDB export + reference + annotation -> variants.parquet, summary, rejected."""
+"""prepare_variants: SpliceVarDB export or labelled VCF/TSV + reference + annotation -> variants.parquet,
+summary, rejected."""
 
 from metasplice.data.variants import prepare_from_files
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
+    labels = dict(sm.params.labels)
+    source = {"labels": labels, "labels_path": sm.input.labels} if labels else {"splicevardb": sm.input.splicevardb}
     prepare_from_files(
-        splicevardb=sm.input.splicevardb,
+        **source,
         genome=sm.input.genome,
         annotation=sm.input.annotation,
         variants_out=sm.output.variants,

@@ -26,7 +26,7 @@ def main(sm) -> None:
         figures={name: getattr(out, name) for name in FIGURES},
         meta={
             "reference": p["reference"],
-            "test_description": "variants on " + ", ".join(p["test_chroms"]) + " (label Splice-altering vs Normal)",
+            "test_description": p["test_description"],
         },
         importance=dict(zip(p["stacked"], inp.importance)),
         sweeps=p["sweeps"],

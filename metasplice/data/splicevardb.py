@@ -12,7 +12,8 @@ from metasplice.data.fetch import splicevardb_instructions
 REQUIRED_COLUMNS = ("variant_id", "hg19", "hg38", "gene", "hgvs", "method", "classification", "location", "doi")
 
 
-CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting")
+UNLABELLED = "Unlabelled"  # a row of a labelled set whose value maps to no label: kept, never trained on or scored
+CLASSES = ("Splice-altering", "Normal", "Low-frequency", "Conflicting", UNLABELLED)
 
 
 _CLASS_ALIASES = {
@@ -24,10 +25,12 @@ _CLASS_ALIASES = {
     "low-frequency splice-altering": "Low-frequency",
     "low frequency splice-altering": "Low-frequency",
     "conflicting": "Conflicting",
+    "unlabelled": UNLABELLED,
 }
 
 
-LABELS = {"Splice-altering": 1, "Normal": 0}
+POSITIVE, NEGATIVE = "Splice-altering", "Normal"
+LABELS = {POSITIVE: 1, NEGATIVE: 0}  # every other class is label -1: never trained on nor scored
 
 
 _COORD = r"^\s*(?:chr)?(?P<chrom>[A-Za-z0-9_.]+)-(?P<pos>\d+)-(?P<ref>[A-Za-z]+)-(?P<alt>[A-Za-z]+)\s*$"
@@ -71,7 +74,7 @@ def _ragged_message(path: Path, err: Exception) -> str:
 
 
 def normalise_classification(values: pd.Series) -> pd.Series:
-    """Map SpliceVarDB class spellings to the four classes; unknown spellings become NaN."""
+    """Map SpliceVarDB class spellings to :data:`CLASSES`; unknown spellings become NaN."""
     return values.str.strip().str.lower().map(_CLASS_ALIASES)
 
 

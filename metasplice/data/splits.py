@@ -2,9 +2,10 @@
 
 The main split holds out the test chromosomes and draws validation from whole clusters of nearby
 genes (or validation chromosomes), so no sequence window lies on both sides. Cross-validation
-fold ``k`` tests on chromosome group ``k``; fold ``k`` of experiment ``E`` is the instance
-``E__fold{k}``, which reads ``results/crossval/fold{k}/variants.parquet`` (variants.parquet with
-its ``split`` column replaced).
+fold ``k`` tests on chromosome group ``k`` (``evaluation.cross_validation``), or, for a set from one
+locus (``split.cv``), on fold ``k`` of the variants grouped by exon, gene or genomic block; fold ``k``
+of experiment ``E`` is the instance ``E__fold{k}``, which reads
+``results/crossval/fold{k}/variants.parquet`` (variants.parquet with its ``split`` column replaced).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from metasplice.io import write_parquet, write_tsv
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_GAP = 10_000  # nt: genes closer than this share a group (>= the longest sequence window)
+LOCUS_GROUPINGS = ("exon", "gene", "block")  # split.cv.group_by: folds of a set from one locus
+DEFAULT_BLOCK_SIZE = 10_000  # nt: split.cv.block_size of group_by: block
 FOLD_SUFFIX = re.compile(r"^(?P<experiment>.+)__fold(?P<fold>\d+)$")
 
 
@@ -39,6 +42,7 @@ class SplitConfig:
     val_chroms: tuple[str, ...] = ()  # used when val_group_by == "chromosome"
     group_gap: int = DEFAULT_GROUP_GAP  # genes closer than this share a validation group (no window on both sides)
     seed: int = 13
+    cv: CrossValConfig | None = None  # split.cv: folds of a one-locus set; the main split is then fold 0's
 
 
 def check_group_gaps(config: Mapping[str, Any]) -> None:
@@ -138,8 +142,14 @@ class CrossValConfig:
     val_fraction: float = 0.1  # of each fold's non-test variants, by whole gene clusters
     group_gap: int = DEFAULT_GROUP_GAP  # genes closer than this (nt) share a validation cluster
     seed: int = 13
+    group_by: str = "chromosome"  # chromosome groups, or (split.cv) one of LOCUS_GROUPINGS
+    block_size: int = DEFAULT_BLOCK_SIZE  # nt, for group_by: block
 
     def __post_init__(self) -> None:
+        if self.group_by not in ("chromosome", *LOCUS_GROUPINGS):
+            raise ValueError(f"split.cv.group_by must be one of {', '.join(LOCUS_GROUPINGS)}, got {self.group_by!r}")
+        if self.block_size < 1:
+            raise ValueError(f"split.cv.block_size must be >= 1 nt, got {self.block_size}")
         if not self.groups and self.n_folds < 2:
             raise ValueError(f"cross_validation.n_folds must be >= 2, got {self.n_folds}")
         if self.groups and len(self.groups) < 2:
@@ -157,6 +167,24 @@ class CrossValConfig:
         if "groups" in values:
             values["groups"] = tuple(tuple(str(c) for c in g) for g in values["groups"] or ())
         return cls(**values)
+
+    @classmethod
+    def from_split(cls, values: Mapping[str, Any]) -> CrossValConfig:
+        """``split.cv`` (keys folds, group_by, block_size, val_fraction, seed) as an enabled config."""
+        values = dict(values or {})
+        keys = {"folds": "n_folds", "group_by": "group_by", "block_size": "block_size"}
+        keys.update(val_fraction="val_fraction", seed="seed")
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ValueError(f"unknown split.cv keys {unknown}; valid keys: {', '.join(sorted(keys))}")
+        settings = {keys[k]: v for k, v in values.items()}
+        settings.setdefault("group_by", "exon")
+        return cls(enabled=True, **settings)
+
+    @property
+    def locus(self) -> bool:
+        """True for the folds of a one-locus set (``split.cv``), False for chromosome groups."""
+        return self.group_by in LOCUS_GROUPINGS
 
     @property
     def k(self) -> int:
@@ -269,13 +297,15 @@ def assign_folds(variants: pd.DataFrame, cfg: CrossValConfig) -> tuple[list[list
     return groups, pd.DataFrame(splits)
 
 
-def fold_summary(variants: pd.DataFrame, groups: Sequence[Sequence[str]], splits: pd.DataFrame) -> pd.DataFrame:
-    """One row per fold: its test chromosomes and the Splice-altering / Normal counts per split."""
+def fold_summary(
+    variants: pd.DataFrame, groups: Sequence[Sequence[str]], splits: pd.DataFrame, column: str = "test_chroms"
+) -> pd.DataFrame:
+    """One row per fold: its test chromosomes (or groups) and the Splice-altering / Normal counts per split."""
     rows = []
     label = variants["label"].to_numpy()
     for k, group in enumerate(groups):
         split = splits[f"fold{k}"].to_numpy()
-        row: dict[str, Any] = {"fold": k, "test_chroms": ",".join(group)}
+        row: dict[str, Any] = {"fold": k, column: ",".join(group)}
         for part in ("train", "val", "test"):
             m = split == part
             row[f"{part}_positive"] = int((m & (label == 1)).sum())
@@ -294,10 +324,120 @@ def write_fold_variants(
     variants = pd.read_parquet(variants_path)
     if len(fold_outputs) != cfg.k:
         raise ValueError(f"{len(fold_outputs)} fold outputs given for {cfg.k} folds")
-    groups, splits = assign_folds(variants, cfg)
-    summary = fold_summary(variants, groups, splits)
+    if cfg.locus:
+        missing = [c for c in LOCUS_COLUMNS if c not in variants.columns]
+        if missing:
+            raise ValueError(
+                f"{variants_path} lacks the fold columns {missing}: rebuild it with prepare_variants and split.cv set"
+            )
+        splits = locus_splits(variants["cv_group"], variants["cv_fold"], variants["label"], cfg)
+        groups = [sorted(pd.unique(variants.loc[variants["cv_fold"] == k, "cv_group"])) for k in range(cfg.k)]
+        summary = fold_summary(variants, groups, splits, column="test_groups")
+    else:
+        groups, splits = assign_folds(variants, cfg)
+        summary = fold_summary(variants, groups, splits)
     for k, path in enumerate(fold_outputs):
         write_parquet(variants.assign(split=splits[f"fold{k}"].to_numpy()), path)
     write_tsv(summary, summary_out)
     log.info("cross-validation folds:\n%s", summary.to_string(index=False))
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# folds of a set from one locus (split.cv)
+
+LOCUS_COLUMNS = ("cv_group", "cv_fold")  # variants.parquet columns written when split.cv is set
+
+
+def locus_groups(
+    table: pd.DataFrame, annotation: Annotation, group_by: str, block_size: int = DEFAULT_BLOCK_SIZE
+) -> np.ndarray:
+    """Group name per variant row (``chrom``, ``pos``, ``gene_row`` = row of its assigned transcript).
+
+    ``exon``: the nearest exon of the assigned transcript (the exon itself for an exonic variant, the
+    closer flanking exon for an intronic one; ties go to the lower coordinate), named
+    ``GENE:exonN`` with exons numbered in transcript order; ``gene``: the assigned transcript;
+    ``block``: ``CHROM:START-END``, genomic blocks of ``block_size`` nt.
+    """
+    chrom = table["chrom"].astype(str).to_numpy()
+    pos = table["pos"].to_numpy(np.int64)
+    rows = table["gene_row"].to_numpy(np.int64)
+    genes = annotation.genes
+    if group_by == "block":
+        start = (pos - 1) // block_size * block_size + 1
+        return np.array([f"{c}:{s}-{s + block_size - 1}" for c, s in zip(chrom, start)], dtype=object)
+    if group_by == "gene":
+        return np.array([f"{genes['name'].iat[r]}:{genes['tx_start'].iat[r]}" for r in rows], dtype=object)
+    if group_by != "exon":
+        raise ValueError(f"split.cv.group_by must be one of {', '.join(LOCUS_GROUPINGS)}, got {group_by!r}")
+    out = np.empty(len(table), dtype=object)
+    for row in np.unique(rows):
+        sel = np.flatnonzero(rows == row)
+        g = genes.iloc[int(row)]
+        ex_s, ex_e = np.asarray(g["exon_starts"], np.int64), np.asarray(g["exon_ends"], np.int64)
+        order = np.argsort(ex_s, kind="stable")
+        ex_s, ex_e = ex_s[order], ex_e[order]
+        p = pos[sel][:, None]
+        distance = np.maximum(np.maximum(ex_s[None, :] - p, p - ex_e[None, :]), 0)
+        nearest = distance.argmin(axis=1)
+        number = nearest + 1 if g["strand"] != "-" else len(ex_s) - nearest
+        out[sel] = [f"{g['name']}:exon{n}" for n in number]
+    return out
+
+
+def assign_group_folds(groups: np.ndarray, label: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Test fold per row: whole groups, balanced by labelled variants (greedy: largest group first, to the
+    fold with the fewest so far; ties broken by a seeded shuffle). Every fold gets labelled variants."""
+    groups = np.asarray(groups, dtype=object)
+    labelled = np.isin(label, (0, 1))
+    names = pd.unique(groups)
+    counts = np.array([int((labelled & (groups == g)).sum()) for g in names])
+    n_groups = int((counts > 0).sum())
+    if n_groups < n_folds:
+        raise ValueError(
+            f"split.cv: {n_folds} folds need at least {n_folds} groups holding labelled variants; found {n_groups}. "
+            "Use fewer folds or a finer split.cv.group_by (exon, or block with a smaller block_size)"
+        )
+    tie = np.random.default_rng(seed).permutation(len(names))
+    order = np.lexsort((tie, -counts))
+    totals = np.zeros(n_folds, dtype=np.int64)
+    fold_of = {}
+    for i in order:
+        k = int(np.argmin(totals))
+        fold_of[names[i]] = k
+        totals[k] += counts[i]
+    return np.array([fold_of[g] for g in groups], dtype=np.int64)
+
+
+def locus_splits(groups: pd.Series, folds: pd.Series, label: pd.Series, cfg: CrossValConfig) -> pd.DataFrame:
+    """``fold{k}`` columns: ``test`` for fold k's rows; ``val`` for whole groups of the other folds (a seeded
+    ``val_fraction`` of their rows, with both classes when they have both); else ``train``."""
+    groups = np.asarray(groups, dtype=object)
+    folds = np.asarray(folds, dtype=np.int64)
+    label = np.asarray(label)
+    out = {}
+    for k in range(cfg.k):
+        test = folds == k
+        split = np.where(test, "test", "train").astype(object)
+        rest = np.flatnonzero(~test)
+        names = pd.unique(groups[rest])
+        order = np.random.default_rng([cfg.seed, k]).permutation(len(names))
+        target, chosen, n_val, classes = cfg.val_fraction * len(rest), [], 0, set()
+        wanted = set(np.unique(label[rest])) & {0, 1}
+        for i in order:
+            if n_val >= target and classes >= wanted:
+                break
+            members = rest[groups[rest] == names[i]]
+            chosen.append(names[i])
+            n_val += len(members)
+            classes |= set(np.unique(label[members])) & {0, 1}
+        split[np.isin(groups, chosen) & ~test] = "val"
+        out[f"fold{k}"] = split
+    return pd.DataFrame(out)
+
+
+def locus_folds(table: pd.DataFrame, annotation: Annotation, cfg: CrossValConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(group name, test fold) per row of a prepared table (``chrom``, ``pos``, ``gene_row``, ``label``)."""
+    groups = locus_groups(table, annotation, cfg.group_by, cfg.block_size)
+    folds = assign_group_folds(groups, table["label"].to_numpy(), cfg.k, cfg.seed)
+    return groups, folds

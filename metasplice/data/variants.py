@@ -1,7 +1,9 @@
-"""SpliceVarDB ingestion: parse, normalise, check against the reference, merge, annotate and split.
+"""Labelled-variant ingestion: parse, normalise, check against the reference, merge, annotate and split.
 
-One row of the output per unique (build, chrom, pos, ref, alt); every input row that cannot be used
-is written to the rejected table with its source line and the reason.
+The input is a SpliceVarDB export or a labelled VCF/TSV read into the same shape
+(:mod:`metasplice.data.labelled`). One row of the output per unique (build, chrom, pos, ref, alt);
+every input row that cannot be used is written to the rejected table with its source line and the
+reason.
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import pandas as pd
 
 from metasplice.data.annotation import Annotation, RegionConfig
 from metasplice.data.genome import Genome
-from metasplice.data.splicevardb import CLASSES, LABELS, normalise_classification, parse_coordinates, read_splicevardb
-from metasplice.data.splits import SplitConfig, assign_splits
+from metasplice.data.labelled import LabelsConfig, label_counts, read_labels
+from metasplice.data.splicevardb import (
+    CLASSES,
+    LABELS,
+    UNLABELLED,
+    normalise_classification,
+    parse_coordinates,
+    read_splicevardb,
+)
+from metasplice.data.splits import LOCUS_COLUMNS, CrossValConfig, SplitConfig, assign_splits, locus_folds, locus_splits
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,13 @@ def _log_other_genes(merged: pd.DataFrame) -> None:
 
 
 def _merge_classes(classes: pd.Series) -> str:
-    """One class for a duplicated variant: agreement keeps it; SA and Normal evidence together
-    (or any Conflicting) make it Conflicting; Splice-altering outranks Low-frequency."""
+    """One class for a duplicated variant: agreement keeps it; an Unlabelled row adds no evidence; SA and
+    Normal evidence together (or any Conflicting) make it Conflicting; Splice-altering outranks Low-frequency."""
     found = set(classes)
+    if len(found) > 1:
+        found.discard(UNLABELLED)
     if len(found) == 1:
-        return classes.iloc[0]
+        return next(iter(found))
     if "Conflicting" in found or "Normal" in found:
         return "Conflicting"
     return "Splice-altering"
@@ -258,7 +270,12 @@ def prepare_variants(
     contig_order = {name: i for i, name in enumerate(genome.names)}
     merged["_order"] = merged["chrom"].map(contig_order)
     merged = merged.sort_values(["_order", "pos", "ref", "alt"], kind="stable").reset_index(drop=True)
-    merged["split"] = assign_splits(merged, annotation, cfg.split)
+    cv = cfg.split.cv
+    if cv is not None and cv.locus:  # folds of a one-locus set; the main split is fold 0's
+        merged["cv_group"], merged["cv_fold"] = locus_folds(merged, annotation, cv)
+        merged["split"] = locus_splits(merged["cv_group"], merged["cv_fold"], merged["label"], cv)["fold0"].to_numpy()
+    else:
+        merged["split"] = assign_splits(merged, annotation, cfg.split)
     merged["variant_id"] = merged["chrom"] + ":" + merged["pos"].astype(str) + ":" + merged["ref"] + ":" + merged["alt"]
     variants = merged[
         [
@@ -283,6 +300,7 @@ def prepare_variants(
             "hgvs",
             "method",
             "location",
+            *(c for c in LOCUS_COLUMNS if c in merged.columns),
         ]
     ].astype(
         {"pos": np.int64, "tx_start": np.int64, "tx_end": np.int64, "boundary_offset": np.int64, "n_sources": np.int64}
@@ -310,9 +328,22 @@ def summarise(variants: pd.DataFrame, rejected: pd.DataFrame, n_rows: int) -> pd
     return counts
 
 
+def split_config(split: dict) -> SplitConfig:
+    """The ``split`` config section as a :class:`SplitConfig` (``split.cv``: the folds of a one-locus set)."""
+    values = dict(split or {})
+    cv = values.pop("cv", None)
+    return SplitConfig(
+        **{
+            **values,
+            "test_chroms": tuple(values.get("test_chroms", ())),
+            "val_chroms": tuple(values.get("val_chroms", ())),
+            "cv": CrossValConfig.from_split(cv) if cv else None,
+        }
+    )
+
+
 def prepare_from_files(
     *,
-    splicevardb: str | Path,
     genome: str | Path,
     annotation: str | Path,
     variants_out: str | Path,
@@ -322,29 +353,38 @@ def prepare_from_files(
     coordinate_column: str,
     split: dict,
     regions: dict,
+    splicevardb: str | Path | None = None,
+    labels: dict | None = None,
+    labels_path: str | Path | None = None,
     max_ref_mismatch_fraction: float = 0.05,
 ) -> pd.DataFrame:
-    """File-level entry point of the prepare_variants rule; returns the variants table."""
+    """File-level entry point of the prepare_variants rule; returns the variants table.
+
+    The source is a SpliceVarDB export (``splicevardb``) or a labelled VCF/TSV (``labels``, the
+    ``datasets.<name>.labels`` section; ``labels_path`` the file to read, default the section's path).
+    """
     from metasplice.data.annotation import load_annotation
     from metasplice.io import write_parquet, write_tsv
 
     log = logging.getLogger("metasplice.data.variants")
-    split_cfg = SplitConfig(
-        **{
-            **split,
-            "test_chroms": tuple(split.get("test_chroms", ())),
-            "val_chroms": tuple(split.get("val_chroms", ())),
-        }
-    )
+    if (splicevardb is None) == (labels is None):
+        raise ValueError("prepare_variants reads either a SpliceVarDB export or a labelled set (labels), not both")
+    if labels is not None:
+        labels_cfg = LabelsConfig.from_dict(labels)
+        path = labels_path if labels_path is not None else labels_cfg.path
+        source = read_labels(labels_cfg, path)
+        coordinate_column = "coordinate"
+        log.info("read %d rows from %s: %s", len(source), path, label_counts(source))
+    else:
+        source = read_splicevardb(splicevardb)
+        log.info("read %d rows from %s", len(source), splicevardb)
     cfg = PrepareConfig(
         build=build,
         coordinate_column=coordinate_column,
         max_ref_mismatch_fraction=max_ref_mismatch_fraction,
-        split=split_cfg,
+        split=split_config(split),
         regions=RegionConfig(**regions),
     )
-    source = read_splicevardb(splicevardb)
-    log.info("read %d rows from %s", len(source), splicevardb)
     with Genome(genome) as ref:
         variants, summary, rejected = prepare_variants(source, ref, load_annotation(annotation), cfg)
     for reason, n in (

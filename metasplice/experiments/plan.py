@@ -19,6 +19,8 @@ from metasplice.base_models.pangolin.model import COMMIT as PANGOLIN_COMMIT
 from metasplice.base_models.pangolin.model import REPLICATES, TISSUES, weight_name
 from metasplice.base_models.pangolin.model import URL as PANGOLIN_URL
 from metasplice.base_models.pangolin.model import WEIGHTS as PANGOLIN_WEIGHTS
+from metasplice.data.fetch import is_generated, is_url
+from metasplice.data.labelled import LabelsConfig
 from metasplice.data.splits import CrossValConfig, check_group_gaps, fold_name, split_fold_name
 from metasplice.data.variants import coordinate_column_for
 from metasplice.evaluation.evaluate import EvalConfig
@@ -120,9 +122,24 @@ def report_experiments(config: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def crossval_settings(config: Mapping[str, Any]):
-    """``evaluation.cross_validation`` as a :class:`metasplice.evaluation.crossval.CrossValConfig`."""
+def locus_cv(config: Mapping[str, Any]) -> bool:
+    """True when ``split.cv`` is set: the dataset is one locus, evaluated by its folds only."""
+    return bool((config.get("split") or {}).get("cv"))
+
+
+def crossval_settings(config: Mapping[str, Any]) -> CrossValConfig:
+    """The folds: ``split.cv`` (a one-locus set, grouped by exon, gene or block) when set, else
+    ``evaluation.cross_validation`` (chromosome groups), as a :class:`metasplice.data.splits.CrossValConfig`."""
+    if locus_cv(config):
+        return CrossValConfig.from_split(config["split"]["cv"])
     return CrossValConfig.from_dict(evaluation_section(config).get("cross_validation"))
+
+
+def crossval_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Params of rule crossval_folds: the fold settings (:func:`crossval_settings`) as a plain dict."""
+    values = dataclasses.asdict(crossval_settings(config))
+    values["groups"] = [list(g) for g in values["groups"]]
+    return values
 
 
 def crossval_folds(config: Mapping[str, Any]) -> list[int]:
@@ -313,8 +330,24 @@ def evaluate_cv_inputs(config: Mapping[str, Any], name: str, variants: str) -> d
 
 
 def report_inputs(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Inputs of rule report: evaluation outputs and training histories only (no model is run)."""
+    """Inputs of rule report: evaluation outputs and training histories only (no model is run).
+
+    With ``split.cv`` (a one-locus set) every row is the pooled out-of-fold evaluation
+    (``results/eval_cv/...``); training curves and importances are fold 0's."""
     exps, bases = report_experiments(config), baseline_bases(config)
+    if locus_cv(config):
+        return {
+            "metrics": [f"{RESULTS}/eval_cv/{e}/metrics.json" for e in exps],
+            "predictions": [f"{RESULTS}/eval_cv/{e}/predictions.parquet" for e in exps],
+            "histories": [
+                model_path(fold_name(e, 0), "history.tsv") for e in exps if experiment_kind(config, e) == "trained"
+            ],
+            "importance": [
+                model_path(fold_name(e, 0), "importance.tsv") for e in exps if experiment_kind(config, e) == "stacked"
+            ],
+            "baseline_metrics": [f"{RESULTS}/eval_cv/baseline/{b}/metrics.json" for b in bases],
+            "baseline_predictions": [f"{RESULTS}/eval_cv/baseline/{b}/predictions.parquet" for b in bases],
+        }
     inputs = {
         "metrics": [eval_path(e, "metrics.json") for e in exps],
         "predictions": [eval_path(e, "predictions.parquet") for e in exps],
@@ -344,10 +377,24 @@ def report_params(config: Mapping[str, Any]) -> dict[str, Any]:
         "trained": [e for e in exps if experiment_kind(config, e) == "trained"],
         "stacked": [e for e in exps if experiment_kind(config, e) == "stacked"],
         "baselines": baseline_bases(config),
-        "cross_validation": bool(crossval_folds(config)),
+        "cross_validation": bool(crossval_folds(config)) and not locus_cv(config),
         "reference": reference_base(config),
         "test_chroms": list((config.get("split") or {}).get("test_chroms") or ["chr21", "chr22"]),
+        "test_description": test_description(config),
     }
+
+
+def test_description(config: Mapping[str, Any]) -> str:
+    """What the report's rows are measured on: the test chromosomes, or a one-locus set's pooled folds."""
+    if locus_cv(config):
+        cv = crossval_settings(config)
+        grouping = f"{cv.block_size} nt blocks" if cv.group_by == "block" else f"{cv.group_by}s"
+        return (
+            f"out-of-fold predictions of {cv.k} folds of whole {grouping}, pooled: every labelled variant "
+            "predicted once by a model that never saw its group (label Splice-altering vs Normal)"
+        )
+    chroms = list((config.get("split") or {}).get("test_chroms") or ["chr21", "chr22"])
+    return "variants on " + ", ".join(chroms) + " (label Splice-altering vs Normal)"
 
 
 def predict_section(config: Mapping[str, Any]) -> dict:
@@ -473,12 +520,70 @@ def planned_config(config: Mapping[str, Any]) -> dict[str, Any]:
     ``coordinate_column`` resolved from its build, and the group gaps checked."""
     expanded, sweeps = expand_config(config)
     datasets = {
-        name: {**ds, "coordinate_column": ds.get("coordinate_column") or coordinate_column_for(ds["build"])}
+        name: _checkout_paths(
+            {**ds, "coordinate_column": ds.get("coordinate_column") or coordinate_column_for(ds["build"])}
+        )
         for name, ds in (config.get("datasets") or {}).items()
     }
     planned = {**copy.deepcopy(expanded), "datasets": datasets, "_sweeps": sweeps}
     check_group_gaps(planned)
     return planned
+
+
+def checkout_path(path: str) -> str:
+    """``path`` as given, or, when it is relative, missing from the working directory and a file of this
+    checkout (the data shipped under tests/, used from another working directory), that file's path.
+    Paths under the folders the workflow writes (resources/, results/) are never redirected."""
+    text = str(path or "")
+    if not text or is_url(text) or is_generated(text) or Path(text).is_absolute() or Path(text).exists():
+        return text
+    shipped = REPOSITORY / text
+    return str(shipped) if shipped.exists() else text
+
+
+def _checkout_paths(dataset: dict) -> dict:
+    """A dataset's local genome and labels paths through :func:`checkout_path`."""
+    out = copy.deepcopy(dataset)
+    if isinstance(out.get("genome"), Mapping) and out["genome"].get("path"):
+        out["genome"]["path"] = checkout_path(out["genome"]["path"])
+    for key in ("vcf", "tsv"):
+        if isinstance(out.get("labels"), Mapping) and out["labels"].get(key):
+            out["labels"][key] = checkout_path(out["labels"][key])
+    return out
+
+
+def dataset_settings(config: Mapping[str, Any]) -> dict:
+    """Settings of the selected dataset (``dataset`` names a key of ``datasets``); it must name its labels:
+    a SpliceVarDB export (``splicevardb``) or a labelled VCF/TSV (``labels``), not both."""
+    name = config["dataset"]
+    datasets = config.get("datasets") or {}
+    if name not in datasets:
+        raise ValueError(f"config: dataset {name!r} is not defined under `datasets` (defined: {', '.join(datasets)})")
+    ds = datasets[name]
+    if bool(ds.get("splicevardb")) == bool(ds.get("labels")):
+        raise ValueError(
+            f"config: datasets.{name} needs exactly one source of labels: `splicevardb` (a SpliceVarDB export) "
+            "or `labels` (a labelled VCF with `vcf` and `info_key`, or a TSV with `tsv`)"
+        )
+    return ds
+
+
+def prepare_variants_inputs(config: Mapping[str, Any], splicevardb: str, genome: str, annotation: str) -> dict:
+    """Inputs of rule prepare_variants: the labels (the fetched SpliceVarDB export, or the labelled VCF/TSV
+    itself), the genome with its index and the annotation."""
+    ds = dataset_settings(config)
+    inputs = {"genome": genome, "fai": f"{genome}.fai", "annotation": annotation}
+    if ds.get("labels"):
+        labels = LabelsConfig.from_dict(ds["labels"])
+        inputs["labels"] = labels.path
+    else:
+        inputs["splicevardb"] = splicevardb
+    return inputs
+
+
+def prepare_variants_labels(config: Mapping[str, Any]) -> dict:
+    """The selected dataset's ``labels`` section (a param of rule prepare_variants; empty for SpliceVarDB)."""
+    return dict(dataset_settings(config).get("labels") or {})
 
 
 PANGOLIN_MODELS = "resources/pangolin/models"  # where rule fetch_pangolin_weights puts the 12 state dicts
