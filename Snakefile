@@ -18,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/stacking.smk"
 include: "rules/evaluate.smk"
 include: "rules/predict.smk"
+include: "rules/annotate.smk"
 
 
 # Downloads run where Snakemake runs: cluster compute nodes often have no outbound network.

@@ -4,7 +4,9 @@ tests/slurm/start_slurm.sh installs (when missing) and starts slurmctld + slurmd
 workflow then runs with ``--workflow-profile profiles/slurm`` (snakemake-executor-plugin-slurm), so
 every job goes through sbatch. The test checks the SLURM side (each job has a SLURM job id, finished
 COMPLETED in the run directory, with the partition, time limit and memory the profile took from the
-environment) and that the outputs equal those of a local run of the same targets.
+environment) and that the outputs equal those of a local run of the same targets. The annotate
+scenario (.test/annotate) runs the same way: its shards are SLURM jobs, and the gathered VCF equals a
+one-job run of `metasplice spliceai` on the whole file.
 
 Skipped, with the reason, only where a cluster cannot be started here (not root, no apt-get, a
 SLURM of someone else's on the machine). With CI=true that is a failure instead.
@@ -13,6 +15,7 @@ SLURM of someone else's on the machine). With CI=true that is a failure instead.
 from __future__ import annotations
 
 import fcntl
+import gzip
 import os
 import re
 import shutil
@@ -261,3 +264,74 @@ def test_slurm_run_is_complete_and_resumable(slurm_run, targets):
         slurm_run["workdir"], *targets, "--workflow-profile", "profiles/slurm", "--dry-run", env=clean_env()
     )
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# the annotate scenario (.test/annotate) through sbatch: shards scored as SLURM jobs, gathered VCF
+# equal to a one-job run of `metasplice spliceai` on the whole file
+
+ANNOTATE_SCENARIO = ROOT / ".test" / "annotate"
+ANNOTATE_SHARD_RECORDS = 20  # the scenario's 58 records in at least 3 shards
+ANNOTATE_MEM_MB = 2000  # base_models.spliceai.mem_mb: what each shard job asks SLURM for
+
+
+@pytest.fixture(scope="module")
+def slurm_annotate(slurm_cluster, tmp_path_factory) -> dict:
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("slurm_annotate")
+    shutil.copy(ROOT / "config.yaml", workdir / "config.yaml")
+    config = yaml.safe_load((ANNOTATE_SCENARIO / "config.yaml").read_text())
+    section = config["annotate"]
+    section["vcfs"] = {name: str(ROOT / path) for name, path in section["vcfs"].items()}
+    section["reference"] = str(ROOT / section["reference"])
+    section.update(base_models=["spliceai"], shard_records=ANNOTATE_SHARD_RECORDS)
+    config["base_models"] = {"spliceai": {"device": "cpu", "threads": 1, "mem_mb": ANNOTATE_MEM_MB}}
+    (workdir / "annotate.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(
+        workdir,
+        "annotate",
+        "--configfile",
+        str(workdir / "annotate.yaml"),
+        "--workflow-profile",
+        "profiles/slurm",
+        *FAST_STATUS,
+        env=clean_env(**SLURM_ENV),
+    )
+    log = proc.stdout + proc.stderr
+    jobs = {}
+    for _, slurm_id, slurm_log in re.findall(
+        r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log
+    ):
+        show = subprocess.run(["scontrol", "-o", "show", "job", slurm_id], capture_output=True, text=True)
+        jobs[slurm_id] = {
+            "rule": rule_of(Path(slurm_log)),
+            "scontrol": dict(re.findall(r"(\w+(?:/\w+)?)=(\S*)", show.stdout)),
+            "raw": show.stdout + show.stderr,
+        }
+    return {"workdir": workdir, "log": log, "jobs": jobs, "section": section}
+
+
+def test_annotate_shards_run_as_slurm_jobs_and_equal_a_one_job_run(slurm_annotate, tmp_path):
+    from metasplice.cli import main as cli_main
+    from metasplice.predict.shards import shard_ids
+
+    workdir, jobs, section = slurm_annotate["workdir"], slurm_annotate["jobs"], slurm_annotate["section"]
+    ((name, vcf),) = section["vcfs"].items()
+    shards = shard_ids(workdir / f"results/annotate/{name}/shards")
+    assert len(shards) >= 3
+    rules = sorted(job["rule"] for job in jobs.values())
+    assert rules == sorted(["annotate_split", "annotate_gather", *["annotate_score"] * len(shards)]), rules
+    for slurm_id, job in jobs.items():
+        fields = job["scontrol"]
+        assert fields.get("JobState") == "COMPLETED" and fields.get("ExitCode") == "0:0", f"{slurm_id}:\n{job['raw']}"
+        if job["rule"] == "annotate_score":  # the base model's resources reach sbatch
+            assert fields.get("MinMemoryNode") == f"{ANNOTATE_MEM_MB}M", job["raw"]
+    one = tmp_path / "one.vcf"
+    args = ["spliceai", "-I", vcf, "-O", str(one), "-R", section["reference"], "-A", section["annotation"]]
+    code = cli_main([*args, "--no-progress", "--device", "cpu"])
+    assert code == 0
+    gathered = workdir / f"results/annotate/{name}.vcf.gz"
+    assert Path(f"{gathered}.tbi").is_file()
+    with gzip.open(gathered, "rt", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
+        assert fh.read() == one.read_text(encoding="utf-8", errors="surrogateescape")
