@@ -184,6 +184,9 @@ def test_annotate_config_names_base_models_and_chains_them() -> None:
         S.annotate_bases(config)
     with pytest.raises(ValueError, match="annotate.vcfs has no VCF 'y'"):
         S.annotate_vcf(config, "y")
+    config["annotate"]["experiment"] = "stacked"
+    with pytest.raises(ValueError, match="annotate.experiment 'stacked': a meta-model score is not added"):
+        S.annotate_targets(config)
 
 
 # --------------------------------------------------------------------------------------------
