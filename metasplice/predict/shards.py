@@ -390,7 +390,14 @@ BUNDLED_ANNOTATIONS = ("grch37", "grch38")  # names of the spliceai package's ta
 
 def annotate_section(config: Mapping[str, Any]) -> dict[str, Any]:
     """CONFIG ``annotate`` with its defaults."""
-    return {**ANNOTATE_DEFAULTS, **(config.get("annotate") or {})}
+    section = {**ANNOTATE_DEFAULTS, **(config.get("annotate") or {})}
+    if section["experiment"] and section["vcfs"]:
+        raise ValueError(
+            f"config: annotate.experiment {section['experiment']!r}: a meta-model score is not added by the "
+            "annotate target yet; leave it empty, and score the VCF with that model through `predict` "
+            "(config predict.vcfs / `metasplice predict`)"
+        )
+    return section
 
 
 def annotate_targets(config: Mapping[str, Any]) -> list[str]:
