@@ -146,7 +146,9 @@ def stacked_dir(tmp_path_factory) -> Path:
     variants, scores, deltas, member = synthetic_training()
     features = build_features(variants, {"spliceai": (scores, deltas)}, {"tiny": member})
     model, importance = fit_stacker(
-        features, variants, StackConfig(name="test_stack", members=("tiny",), importance_repeats=2)
+        features,
+        variants,
+        StackConfig(name="test_stack", members=("tiny",), importance_repeats=2, base_candidates=False),
     )
     tiny_member(directory / "members" / "tiny.pt")
     model.member_files = {"tiny": "members/tiny.pt"}

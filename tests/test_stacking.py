@@ -342,6 +342,13 @@ def test_learner_list_and_bad_configs():
         demo=True,
     )
     assert cfg.learners == ("logreg",) and cfg.importance_repeats == 2 and cfg.feature_sets == ("scores",)
+    from metasplice.experiments.stacking import candidates
+
+    columns = ["spliceai_score", "spliceai_DS_AG", "spliceai_absDP_AG", "region_exonic"]
+    names = [c.name for c in candidates(columns, StackConfig(name="stack"))]
+    assert names[0] == "spliceai.score" and "hgb1.annotation" in names and "logreg.scores" in names
+    forced = candidates(columns, StackConfig(name="stack", base_candidates=False))
+    assert forced and all(c.kind == "learner" for c in forced)
 
 
 def test_train_and_evaluate_stacked_files(tmp_path):

@@ -121,6 +121,9 @@ class StackConfig:
     members: tuple[str, ...] = ()  # trained experiments whose out-of-fold scores are features
     learners: tuple[str, ...] = LEARNERS  # learner families among the candidates
     feature_sets: tuple[str, ...] = FEATURE_SETS  # feature sets the learners are offered (nested)
+    # each base model's own score is a candidate; false forces a learner (e.g. to score the variants a
+    # base model skips), and the stacked model may then ship something worse than its best base model
+    base_candidates: bool = True
     annotation_features: bool = True
     profile_features: bool = True
     inner_folds: int = 5  # grouped folds of the training rows that choose the candidate
@@ -493,7 +496,11 @@ def candidates(columns: Sequence[str], config: StackConfig) -> list[Candidate]:
     """Every candidate of ``config`` over feature ``columns``: each base model's score, then per feature
     set (nested: scores, + profiles and per-tissue values, + annotation, + members) a logistic regression
     and the :data:`HGB_GRID` boosters (on base scores alone only when no other feature exists)."""
-    out = [Candidate(base_candidate_name(b), "base", (f"{b}_score",)) for b in config.bases if f"{b}_score" in columns]
+    out = [
+        Candidate(base_candidate_name(b), "base", (f"{b}_score",))
+        for b in config.bases
+        if f"{b}_score" in columns and config.base_candidates
+    ]
     group = {c: feature_group(c, config.bases) for c in columns}
     present = [fs for fs in FEATURE_SETS if any(group[c] == fs for c in columns)]
     used: list[str] = []
