@@ -248,6 +248,7 @@ def snakemake(workdir: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_workflow_scores_shards_as_jobs_equal_to_one_job_and_recomputes_only_a_lost_shard(genes, tmp_path) -> None:
     """SpliceAI through the rules: the gathered VCF equals `metasplice spliceai` on the whole file
     (damaged lines dropped or written as read alike), each shard scored by its own job."""
