@@ -109,7 +109,7 @@ def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_ru
     assert 0.85 < baseline["roc_auc"] <= 1 and baseline["roc_auc_low"] < baseline["roc_auc"] < baseline["roc_auc_high"]
     scored = summary[summary["task"] != "localisation"]  # a localisation model has no classifier score
     assert scored["roc_auc_low"].notna().all() and scored["roc_auc_high"].notna().all()
-    for figure in ("roc", "pr", "training", "scatter", "regions"):
+    for figure in ("headline", "roc_families", "pr_families", "forest", "training", "scatter", "regions"):
         png = demo_run / f"results/report/figures/{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -212,9 +212,10 @@ def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
     assert all("MetaSplice=" in r[7] and "SpliceAI=" in r[7] for r in records)
     table = pd.read_csv(demo_run / "results/predict/stacked/user.tsv", sep="\t")
     assert table["probability"].between(0, 1).all() and len(table) >= len(picked)
-    # the same probability as the pipeline's own evaluation of these test variants
+    # the same calibrated probability as the pipeline's own evaluation of these test variants
     evaluated = pd.read_parquet(demo_run / "results/eval/stacked/predictions.parquet").set_index("variant_id")
     ids = table["chrom"] + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
-    assert abs(table["probability"].to_numpy() - evaluated.loc[ids, "score"].to_numpy()).max() < 1e-6
+    calibrated = evaluated.loc[ids, "score_calibrated"].to_numpy()
+    assert abs(table["probability"].to_numpy() - calibrated).max() < 1e-6
     skipped = pd.read_csv(demo_run / "results/predict/stacked/user.skipped.tsv", sep="\t")
     assert list(skipped["line"]) == [5] and "POS" in skipped["reason"].iloc[0]
