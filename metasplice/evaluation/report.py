@@ -344,7 +344,8 @@ def markdown(summary: pd.DataFrame, regions: pd.DataFrame, types: pd.DataFrame, 
         for r in records
         if r.get("f1_fixed_threshold") is not None
     ]
-    excluded = max((r.get("n_unscored_by_reference") or 0 for r in records), default=0)
+    counts = [r.get("n_unscored_by_reference") for r in records]
+    excluded = max((int(v) for v in counts if v is not None and not pd.isna(v)), default=0)
     comp = [
         [
             r["experiment"],
