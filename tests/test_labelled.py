@@ -64,6 +64,12 @@ def test_vcf_keeps_line_numbers_and_splits_alts(tmp_path):
         read_labels(LabelsConfig.from_dict({"vcf": str(bad), "info_key": "SA"}))
     with pytest.raises(ValueError, match="no record has INFO key 'NOPE'"):
         read_labels(LabelsConfig.from_dict({"vcf": str(path), "info_key": "NOPE"}))
+    # unlabelled: drop leaves the Unlabelled rows out, every labelled one kept with its line
+    dropped = read_labels(LabelsConfig.from_dict({"vcf": str(path), "info_key": "SA", "unlabelled": "drop"}))
+    assert dropped["source_line"].tolist() == [3, 4, 4]
+    assert set(dropped["classification"]) == {"Splice-altering", "Normal"}
+    with pytest.raises(ValueError, match="`unlabelled` is keep or drop"):
+        LabelsConfig.from_dict({"vcf": str(path), "info_key": "SA", "unlabelled": "score"})
 
 
 def _prepare(tiny_reference, tmp_path, labels, split=None):

@@ -213,7 +213,7 @@ class DemoConfig:
     """Settings of the synthetic demo dataset (the ``demo:`` config section)."""
 
     seed: int = 7  # same seed -> byte-identical files
-    n_variants: int = 2500  # good SpliceVarDB rows (the bad rows come on top)
+    n_variants: int = 1500  # good SpliceVarDB rows (the bad rows come on top)
     contigs: tuple[str, ...] = ("chr1", "chr2", "chr3", "chr21", "chr22")
     genes_per_contig: int = 8
     exons_per_gene: tuple[int, int] = (4, 10)  # inclusive range

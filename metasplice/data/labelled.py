@@ -10,13 +10,15 @@ by default ``1``/``true`` and ``0``/``false``. Values are compared without case 
 space; a value made of parts joined by ``/``, ``|`` or ``,`` (ClinVar's
 ``Pathogenic/Likely_pathogenic``) takes a label when every part has that label. Any other value, or
 no value, makes the row Unlabelled: kept in variants.parquet (and scored by the base models) but
-never trained on nor counted in a metric. A multi-ALT VCF record gives one row per ALT, all with the
+never trained on nor counted in a metric; with ``unlabelled: drop`` such rows are left out when the
+set is read (counted in the log), which saves scoring them in a set that is mostly unlabelled. A multi-ALT VCF record gives one row per ALT, all with the
 record's line number; a ``Number=A`` INFO value with one entry per ALT labels each ALT by its own.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ DEFAULT_NEGATIVE = ("0", "false")
 TSV_COLUMNS = ("chrom", "pos", "ref", "alt", "label")  # the label-config keys naming TSV columns (default: same)
 _PARTS = re.compile(r"[/|,]")
 _EMPTY_SOURCE_COLUMNS = ("gene", "hgvs", "method", "location", "doi")
+log = logging.getLogger("metasplice.data.labelled")
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,11 @@ class LabelsConfig:
     id: str = ""  # TSV column with a variant identifier (default: the line number)
     positive: tuple[str, ...] = DEFAULT_POSITIVE
     negative: tuple[str, ...] = DEFAULT_NEGATIVE
+    unlabelled: str = "keep"  # "keep": Unlabelled rows stay (scored, never trained on); "drop": left out
 
     def __post_init__(self) -> None:
+        if self.unlabelled not in ("keep", "drop"):
+            raise ValueError(f"labels: `unlabelled` is keep or drop, got {self.unlabelled!r}")
         if bool(self.vcf) == bool(self.tsv):
             raise ValueError("labels: give exactly one of `vcf` (a VCF with an INFO key) or `tsv` (a table)")
         if self.vcf and not self.info_key:
@@ -218,7 +224,12 @@ def read_labelled_tsv(path: str | Path, cfg: LabelsConfig) -> pd.DataFrame:
 def read_labels(cfg: LabelsConfig, path: str | Path | None = None) -> pd.DataFrame:
     """The SpliceVarDB-shaped table of ``cfg``'s VCF or TSV (``path`` overrides where it is read from)."""
     source = path if path is not None else cfg.path
-    return read_labelled_vcf(source, cfg) if cfg.vcf else read_labelled_tsv(source, cfg)
+    table = read_labelled_vcf(source, cfg) if cfg.vcf else read_labelled_tsv(source, cfg)
+    if cfg.unlabelled == "drop":
+        unlabelled = table["classification"] == UNLABELLED
+        log.info("%s: left out %d Unlabelled row(s) (labels.unlabelled: drop)", source, int(unlabelled.sum()))
+        table = table[~unlabelled].reset_index(drop=True)
+    return table
 
 
 def label_counts(table: pd.DataFrame) -> dict[str, int]:
