@@ -173,7 +173,7 @@ def test_score_command_is_the_command_line_of_each_kind() -> None:
         S.score_command("tabular", "in.vcf", "out.vcf", "ref.fa", "a", 50, 0, {})
 
 
-def test_annotate_config_names_base_models_and_chains_them() -> None:
+def test_annotate_config_names_base_models_and_chains_them(tmp_path) -> None:
     config = {"base_models": {"spliceai": {}, "pangolin": {"kind": "pangolin"}}, "annotate": {"vcfs": {"x": "x.vcf"}}}
     assert S.annotate_targets(config) == ["results/annotate/x.vcf.gz", "results/annotate/x.vcf.gz.tbi"]
     config["annotate"]["base_models"] = ["spliceai", "pangolin"]
@@ -184,9 +184,22 @@ def test_annotate_config_names_base_models_and_chains_them() -> None:
         S.annotate_bases(config)
     with pytest.raises(ValueError, match="annotate.vcfs has no VCF 'y'"):
         S.annotate_vcf(config, "y")
-    config["annotate"]["experiment"] = "stacked"
-    with pytest.raises(ValueError, match="annotate.experiment 'stacked': a meta-model score is not added"):
-        S.annotate_targets(config)
+    # annotate.experiment: MetaSplice added to every shard after the last base model, then gathered
+    config["annotate"].update(base_models=["spliceai", "pangolin"], experiment="stacked")
+    with pytest.raises(ValueError, match="experiment 'stacked' is not defined under `experiments`"):
+        S.annotate_experiment(config)
+    config["experiments"] = {"stacked": {"model": "stacked", "bases": ["spliceai"]}}
+    shards = S.split_vcf(str(SCENARIO), str(bundled_annotation_path("grch38")), 30, str(tmp_path / "shards"))
+    ids = S.shard_ids(tmp_path / "shards")
+    assert len(ids) == len(shards) >= 2
+    assert S.annotate_outputs(config, "x", str(tmp_path / "shards")) == [
+        f"results/annotate/x/predicted/{i}.vcf" for i in ids
+    ]
+    assert S.annotate_predict_inputs(config, "x", ids[0]) == {
+        "vcf": f"results/annotate/x/scored/pangolin/{ids[0]}.vcf",
+        "model_json": "results/models/stacked/model.json",
+        "stacker": "results/models/stacked/stacker.joblib",
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -691,3 +691,65 @@ def test_rule_targets_inputs_and_params() -> None:
         PLAN.predict_targets({**config, "predict": {"vcfs": {"my.vcf": "x.vcf"}, "experiment": "stack"}})
     with pytest.raises(ValueError, match="no VCF named"):
         PLAN.score_vcf_inputs(config, "stack", "other", "g.fa", "a.tsv")
+
+
+def test_annotate_shards_get_metasplice_and_keep_the_base_models_fields(stacked_dir, mixed_run, tmp_path) -> None:
+    """annotate.experiment: each shard as `metasplice spliceai` wrote it gets INFO/MetaSplice (fields
+    ("MetaSplice",)); the SpliceAI field and header stay as the base model wrote them, the probabilities
+    equal a whole-file `metasplice predict`, and the gathered shards equal one job on the whole file."""
+    from metasplice.predict import shards as S
+
+    CPU = ("--device", "cpu", "--no-progress")
+    base = tmp_path / "base.vcf"
+    code = cli_main(
+        ["spliceai", "-I", str(MIXED), "-O", str(base), "-R", str(FASTA), "-A", str(GENES), "-D", "50", *CPU]
+    )
+    assert code == 0
+
+    def predict(source: Path, output: Path) -> None:
+        P.predict_files(
+            vcf=str(source),
+            output=str(output),
+            genome=FASTA,
+            annotation=GENES,
+            model_dir=stacked_dir,
+            device="cpu",
+            threads=2,
+            fields=("MetaSplice",),
+        )
+
+    predict(base, tmp_path / "one.vcf")
+    one = (tmp_path / "one.vcf").read_text().splitlines()
+    base_lines = base.read_text().splitlines()
+    header = [line for line in one if line.startswith("##INFO=<ID=")]
+    assert [line for line in base_lines if line.startswith("##INFO=<ID=SpliceAI,")] == [
+        line for line in header if line.startswith("##INFO=<ID=SpliceAI,")
+    ]
+    assert sum(line.startswith("##INFO=<ID=MetaSplice,") for line in header) == 1
+    body = [line.split("\t") for line in one if not line.startswith("#")]
+    base_body = [line.split("\t") for line in base_lines if not line.startswith("#")]
+    assert [r[:7] for r in body] == [r[:7] for r in base_body]
+    with gzip.open(mixed_run["vcf"], "rt") as fh:
+        default = {r[2]: r for r in (line.rstrip("\n").split("\t") for line in fh if not line.startswith("#"))}
+    for rec, before in zip(body, base_body, strict=True):
+        assert info_field(rec[7], "SpliceAI") == info_field(before[7], "SpliceAI"), rec[2]
+        assert info_field(rec[7], "MetaSplice") == info_field(default[rec[2]][7], "MetaSplice"), rec[2]
+    assert sum(bool(info_field(r[7], "MetaSplice")) for r in body) >= 8
+
+    # scattered (annotate sorts by position: the sorted chr19 records): split, MetaSplice per shard, gathered
+    # = the one job's records
+    def chr19_sorted(records: list[list[str]]) -> list[list[str]]:
+        return sorted((r for r in records if r[0] == "19" and r[1].isdigit()), key=lambda r: int(r[1]))
+
+    sorted_base = tmp_path / "sorted.vcf"
+    base_header = [line for line in base_lines if line.startswith("#")]
+    sorted_base.write_text("\n".join(base_header + ["\t".join(r) for r in chr19_sorted(base_body)]) + "\n")
+    S.split_vcf(str(sorted_base), str(GENES), 3, str(tmp_path / "shards"))
+    ids = S.shard_ids(tmp_path / "shards")
+    assert len(ids) >= 3
+    for i in ids:
+        predict(tmp_path / "shards" / f"{i}.vcf", tmp_path / f"{i}.out.vcf")
+    S.gather_vcf([str(tmp_path / f"{i}.out.vcf") for i in ids], str(tmp_path / "gathered.vcf.gz"))
+    with gzip.open(tmp_path / "gathered.vcf.gz", "rt") as fh:
+        gathered = [line.rstrip("\n") for line in fh if not line.startswith("#")]
+    assert gathered == ["\t".join(r) for r in chr19_sorted(body)] and len(gathered) >= 10

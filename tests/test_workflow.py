@@ -48,8 +48,11 @@ def test_snakefmt_would_change_nothing():
 
 
 def test_demo_variants_table(demo_run):
+    import yaml
+
     variants = pd.read_parquet(demo_run / "results/variants/variants.parquet")
-    assert len(variants) >= 2000
+    # every good demo row kept once (the planted bad rows rejected or merged)
+    assert len(variants) == yaml.safe_load((ROOT / "config.yaml").read_text())["demo"]["n_variants"]
     assert not variants.duplicated(["build", "chrom", "pos", "ref", "alt"]).any()
     assert set(variants["classification"]) == {"Splice-altering", "Normal", "Low-frequency", "Conflicting"}
     assert set(variants["strand"]) == {"+", "-"}
@@ -219,3 +222,53 @@ def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
     assert abs(table["probability"].to_numpy() - calibrated).max() < 1e-6
     skipped = pd.read_csv(demo_run / "results/predict/stacked/user.skipped.tsv", sep="\t")
     assert list(skipped["line"]) == [5] and "POS" in skipped["reason"].iloc[0]
+
+
+def test_demo_annotate_adds_the_stacked_probability_to_every_shard(demo_run, tmp_path):
+    """Target annotate with annotate.experiment: shards scored by SpliceAI, then the stacked model's
+    MetaSplice added per shard; the gathered SpliceAI field equals one `metasplice spliceai` run and
+    MetaSplice the pipeline's own calibrated probability of those test variants."""
+    import gzip
+
+    import yaml
+
+    from metasplice.cli import main as cli_main
+
+    variants = pd.read_parquet(demo_run / "results/variants/variants.parquet")
+    picked = variants[(variants["split"] == "test") & (variants["variant_type"] == "snv")]
+    picked = picked.groupby("chrom").head(6).sort_values(["chrom", "pos"])
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"{r.chrom}\t{r.pos}\t{r.variant_id}\t{r.ref}\t{r.alt}\t.\t.\t." for r in picked.itertuples()]
+    (demo_run / "annotate_in.vcf").write_text("\n".join(lines) + "\n")
+    section = {
+        "vcfs": {"cohort": "annotate_in.vcf"},
+        "reference": "resources/genome/demo.fa",
+        "annotation": "resources/annotation/demo.tsv",
+        "experiment": "stacked",
+        "shard_records": 4,
+    }
+    (demo_run / "annotate.yaml").write_text(yaml.safe_dump({"annotate": section}))
+    proc = snakemake(
+        demo_run,
+        "annotate",
+        "--cores",
+        "2",
+        "--configfile",
+        str(demo_run / "config.yaml"),
+        str(demo_run / "annotate.yaml"),
+    )
+    assert proc.stdout.count("rule annotate_predict:") + proc.stderr.count("rule annotate_predict:") >= 3
+    with gzip.open(demo_run / "results/annotate/cohort.vcf.gz", "rt") as fh:
+        records = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
+    assert [r[2] for r in records] == list(picked["variant_id"])
+    one = tmp_path / "one.vcf"
+    args = ["spliceai", "-I", str(demo_run / "annotate_in.vcf"), "-O", str(one), "-R"]
+    args += [str(demo_run / section["reference"]), "-A", str(demo_run / section["annotation"]), "-D", "50"]
+    assert cli_main([*args, "--device", "cpu", "--no-progress"]) == 0
+    expected = [line.split("\t") for line in one.read_text().splitlines() if not line.startswith("#")]
+    evaluated = pd.read_parquet(demo_run / "results/eval/stacked/predictions.parquet").set_index("variant_id")
+    for rec, exp in zip(records, expected, strict=True):
+        info = dict(item.split("=", 1) for item in rec[7].split(";"))
+        assert info["SpliceAI"] == dict(item.split("=", 1) for item in exp[7].split(";"))["SpliceAI"], rec[2]
+        probability = float(info["MetaSplice"].split("|")[2])
+        assert abs(probability - evaluated.loc[rec[2], "score_calibrated"]) <= 5e-5, rec[2]

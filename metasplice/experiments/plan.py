@@ -452,12 +452,15 @@ def score_vcf_inputs(
     if name not in vcfs:
         raise ValueError(f"config predict.vcfs has no VCF named {name!r} (named: {', '.join(vcfs) or 'none'})")
     inputs = {"vcf": str(vcfs[name]), "genome": genome, "fai": f"{genome}.fai", "annotation": annotation}
+    return {**inputs, **model_inputs(config, experiment)}
+
+
+def model_inputs(config: Mapping[str, Any], experiment: str) -> dict[str, str]:
+    """The files of experiment ``experiment``'s model directory that scoring a VCF reads."""
     model = f"{RESULTS}/models/{experiment}"
     if predict_experiment_kind(config, experiment) == "stacked":
-        inputs.update(model_json=f"{model}/model.json", stacker=f"{model}/stacker.joblib")
-    else:
-        inputs["model"] = f"{model}/model.pt"
-    return inputs
+        return {"model_json": f"{model}/model.json", "stacker": f"{model}/stacker.joblib"}
+    return {"model": f"{model}/model.pt"}
 
 
 def score_vcf_runtime(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -356,8 +356,14 @@ def _plan(rec: LineRecord, genome: Genome, genes: GeneIndex, skips: list[Skip]) 
             rec.slots.append(slot)
 
 
-def annotate_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneIndex, predictor: Predictor) -> _Chunk:
-    """Plan, score and format one chunk of parsed records."""
+def annotate_chunk(
+    records: Sequence[LineRecord],
+    genome: Genome,
+    genes: GeneIndex,
+    predictor: Predictor,
+    fields: Sequence[str] = OUR_KEYS,
+) -> _Chunk:
+    """Plan, score and format one chunk of parsed records (``fields``: the INFO keys written)."""
     import pandas as pd
 
     from metasplice.base_models.spliceai.scoring import format_entry
@@ -484,7 +490,8 @@ def annotate_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneInd
         out.metasplice_records += bool(metasplice)
         out.spliceai_entries += len(spliceai)
         out.metasplice_entries += len(metasplice)
-        out.lines.append(_with_info(rec, {"SpliceAI": spliceai, "MetaSplice": metasplice}))
+        entries = {"SpliceAI": spliceai, "MetaSplice": metasplice}
+        out.lines.append(_with_info(rec, {k: v for k, v in entries.items() if k in fields}))
     if tsv_rows:
         out.table = pd.DataFrame(tsv_rows).astype(
             {**dict.fromkeys(DS_COLUMNS, np.float32), **dict.fromkeys(DP_COLUMNS, "Int64")}
@@ -494,10 +501,10 @@ def annotate_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneInd
 
 
 def _with_info(rec: LineRecord, entries: Mapping[str, list[str]]) -> str:
-    """The record's line with our INFO keys replaced by ``entries`` (unchanged text if nothing changes)."""
+    """The record's line with the INFO keys of ``entries`` replaced (unchanged text if nothing changes)."""
     info = rec.fields[7]
     items = [] if info in (".", "") else info.split(";")
-    kept = [i for i in items if i.split("=", 1)[0] not in OUR_KEYS]
+    kept = [i for i in items if i.split("=", 1)[0] not in entries]
     added = [f"{k}={','.join(v)}" for k, v in entries.items() if v]
     if not added and len(kept) == len(items):
         return rec.text
@@ -535,8 +542,8 @@ class PredictSummary:
         return "\n".join(lines)
 
 
-def info_header_lines(predictor: Predictor) -> list[str]:
-    """The ``##INFO`` lines of the two fields and a provenance line."""
+def info_header_lines(predictor: Predictor, fields: Sequence[str] = OUR_KEYS) -> list[str]:
+    """The ``##INFO`` lines of the fields written (``fields``) and a provenance line."""
     from metasplice import __version__
     from metasplice.base_models.spliceai.vcf import INFO_HEADER
 
@@ -560,20 +567,26 @@ def info_header_lines(predictor: Predictor) -> list[str]:
         f"bases {bases}; reference {predictor.reference}; "
         f"{'strand' if predictor.strand_oriented else 'genome'}-oriented windows"
     )
-    return [spliceai, metasplice, provenance]
+    return [line for key, line in zip(OUR_KEYS, (spliceai, metasplice)) if key in fields] + [provenance]
 
 
-def output_header(lines: Sequence[str], predictor: Predictor) -> list[str]:
-    """Input header with our INFO lines (replacing any of the same IDs) before ``#CHROM``."""
-    ours = (*tuple(f"##INFO=<ID={k}," for k in OUR_KEYS), "##metasplice_predict=")
+def output_header(lines: Sequence[str], predictor: Predictor, fields: Sequence[str] = OUR_KEYS) -> list[str]:
+    """Input header with the INFO lines of ``fields`` (replacing any of the same IDs) before ``#CHROM``."""
+    ours = (*tuple(f"##INFO=<ID={k}," for k in fields), "##metasplice_predict=")
     kept = [line for line in lines[:-1] if not line.startswith(ours)]
-    return kept + info_header_lines(predictor) + [lines[-1]]
+    return kept + info_header_lines(predictor, fields) + [lines[-1]]
 
 
 SCORING_FAILED = "scoring failed"
 
 
-def _score_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneIndex, predictor: Predictor) -> _Chunk:
+def _score_chunk(
+    records: Sequence[LineRecord],
+    genome: Genome,
+    genes: GeneIndex,
+    predictor: Predictor,
+    fields: Sequence[str] = OUR_KEYS,
+) -> _Chunk:
     """:func:`annotate_chunk`, where an error scoring one record costs that record only: it is written
     unannotated with a ``scoring failed`` skip (:func:`metasplice.base_models.cli_io.isolate_failures`)."""
     import pandas as pd
@@ -589,7 +602,9 @@ def _score_chunk(records: Sequence[LineRecord], genome: Genome, genes: GeneIndex
             skips=[Skip(rec.line, rec.chrom, str(rec.pos), rec.ref, alts, "", "record", reason)],
         )
 
-    parts = isolate_failures(list(records), lambda items: annotate_chunk(items, genome, genes, predictor), failed)
+    parts = isolate_failures(
+        list(records), lambda items: annotate_chunk(items, genome, genes, predictor, fields), failed
+    )
     if len(parts) == 1:
         return parts[0]
     tables = [p.table for p in parts if p.table is not None]
@@ -619,8 +634,12 @@ def predict_vcf(
     progress: bool = True,
     max_warnings: int = 20,
     warn: Callable[[str], None] | None = None,
+    fields: Sequence[str] = OUR_KEYS,
 ) -> PredictSummary:
     """Write ``input_path`` to ``output_path`` with INFO/SpliceAI and INFO/MetaSplice (see module docstring).
+
+    ``fields``: the INFO keys written, ``("MetaSplice",)`` to add the probability and keep the input's
+    own SpliceAI field and header line (as the annotate target does after its base models).
 
     ``input_path``: a file name ('-' = stdin) or a :class:`~metasplice.base_models.records.VcfInput`
     opened (its header read) before the models were loaded. ``tsv_path``: one row per scored
@@ -634,6 +653,8 @@ def predict_vcf(
 
     if chunk_size < 1:
         raise ValueError(f"chunk size must be >= 1, got {chunk_size}")
+    if "MetaSplice" not in fields or not set(fields) <= set(OUR_KEYS):
+        raise ValueError(f"fields must hold MetaSplice and may hold SpliceAI, got {list(fields)}")
     if output_path.endswith(".bcf"):
         raise ValueError(
             f"{output_path}: BCF output is not supported; write .vcf.gz and convert with `bcftools view -Ob`"
@@ -654,7 +675,7 @@ def predict_vcf(
             out = open_output(output_path, files)  # registered last: renamed last
             if output_path not in STDOUT:
                 handles.append(out)
-            for line in output_header(source.header, predictor):
+            for line in output_header(source.header, predictor, fields):
                 out.write(encode_line(line))
             tsv_header = True
             bar = tqdm(unit=" records", disable=not progress, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -670,7 +691,7 @@ def predict_vcf(
                             f = text.split("\t")
                             where = (f[i] if len(f) > i else "" for i in (0, 1, 3, 4))
                             dropped.append(Skip(number, *where, "", "line", why))
-                    chunk = _score_chunk(records, genome, genes, predictor)
+                    chunk = _score_chunk(records, genome, genes, predictor, fields)
                     for line in chunk.lines:
                         if line is not None:
                             out.write(encode_line(line))
@@ -761,8 +782,10 @@ def predict_files(
     strand_oriented: bool | None = None,
     regions: Mapping[str, Any] | None = None,
     progress: bool = False,
+    fields: Sequence[str] = OUR_KEYS,
 ) -> PredictSummary:
-    """File-level entry point (rule ``score_vcf``): load everything, score ``vcf``, log the summary."""
+    """File-level entry point (rules ``score_vcf`` and ``annotate_predict``): load everything, score
+    ``vcf``, log the summary (``fields``: see :func:`predict_vcf`)."""
     from metasplice.data.annotation import load_annotation
     from metasplice.data.genome import Genome
 
@@ -788,6 +811,7 @@ def predict_files(
             chunk_size=chunk_size,
             progress=progress,
             warn=lambda text: log.warning("%s", text.removeprefix("WARNING: ")),
+            fields=fields,
         )
     log.info("%s", summary.text())
     return summary

@@ -390,14 +390,7 @@ BUNDLED_ANNOTATIONS = ("grch37", "grch38")  # names of the spliceai package's ta
 
 def annotate_section(config: Mapping[str, Any]) -> dict[str, Any]:
     """CONFIG ``annotate`` with its defaults."""
-    section = {**ANNOTATE_DEFAULTS, **(config.get("annotate") or {})}
-    if section["experiment"] and section["vcfs"]:
-        raise ValueError(
-            f"config: annotate.experiment {section['experiment']!r}: a meta-model score is not added by the "
-            "annotate target yet; leave it empty, and score the VCF with that model through `predict` "
-            "(config predict.vcfs / `metasplice predict`)"
-        )
-    return section
+    return {**ANNOTATE_DEFAULTS, **(config.get("annotate") or {})}
 
 
 def annotate_targets(config: Mapping[str, Any]) -> list[str]:
@@ -468,6 +461,31 @@ def annotate_annotation_inputs(config: Mapping[str, Any], table: str) -> list[st
 
 
 def annotate_outputs(config: Mapping[str, Any], name: str, shards: str) -> list[str]:
-    """The last base model's output of every shard that the split wrote to ``shards``, in input order."""
+    """What the gather reads for every shard that the split wrote to ``shards``, in input order: the
+    meta-model's output (``annotate.experiment``), else the last base model's."""
+    if annotate_experiment(config):
+        return [f"{ANNOTATE_DIR}/{name}/predicted/{shard}{SHARD_SUFFIX}" for shard in shard_ids(shards)]
     last = annotate_bases(config)[-1]
     return [f"{ANNOTATE_DIR}/{name}/scored/{last}/{shard}{SHARD_SUFFIX}" for shard in shard_ids(shards)]
+
+
+def annotate_experiment(config: Mapping[str, Any]) -> str:
+    """``annotate.experiment``: a stacked or trained experiment whose MetaSplice probability is added
+    to every shard after the base models ("" = none)."""
+    from metasplice.experiments.plan import predict_experiment_kind
+
+    experiment = str(annotate_section(config)["experiment"] or "")
+    if experiment:
+        predict_experiment_kind(config, experiment)  # a clear error for an unknown or model-less experiment
+    return experiment
+
+
+def annotate_predict_inputs(config: Mapping[str, Any], name: str, shard: str) -> dict[str, str]:
+    """Inputs of rule annotate_predict: the shard as the last base model wrote it and the model's files."""
+    from metasplice.experiments.plan import model_inputs
+
+    experiment = annotate_experiment(config)
+    if not experiment:
+        raise ValueError("annotate_predict runs only when annotate.experiment names an experiment")
+    last = annotate_bases(config)[-1]
+    return {"vcf": f"{ANNOTATE_DIR}/{name}/scored/{last}/{shard}{SHARD_SUFFIX}", **model_inputs(config, experiment)}
