@@ -28,6 +28,16 @@ def test_values_map_to_classes_by_default_and_by_lists():
     assert got.tolist() == ["Splice-altering", "Normal", "Unlabelled", "Unlabelled"]
     with pytest.raises(ValueError, match=r"in both `positive` and `negative`"):
         LabelsConfig.from_dict({"tsv": "x.tsv", "positive": ["a"], "negative": ["A"]})
+    # the lists add to 1/true and 0/false: a CLNSIG config reads a 1/0 set unchanged
+    cfg = LabelsConfig.from_dict({"tsv": "x.tsv", **CLINVAR})
+    got = classify(["1", "0", "Pathogenic", "benign", "2"], cfg.positive, cfg.negative)
+    assert got.tolist() == ["Splice-altering", "Normal", "Splice-altering", "Normal", "Unlabelled"]
+    flipped = LabelsConfig.from_dict({"tsv": "x.tsv", "negative": ["1"]})  # a default listed on the other side
+    assert classify(["1", "true", "0"], flipped.positive, flipped.negative).tolist() == [
+        "Normal",
+        "Splice-altering",
+        "Normal",
+    ]
     with pytest.raises(ValueError, match="info_key"):
         LabelsConfig.from_dict({"vcf": "x.vcf"})
 

@@ -6,7 +6,8 @@ The table has the columns :func:`metasplice.data.variants.prepare_variants` read
 normalisation, REF check, de-duplication, conflict rules and rejected table as SpliceVarDB.
 
 Labels: a value in ``positive`` is Splice-altering (label 1), one in ``negative`` Normal (label 0);
-by default ``1``/``true`` and ``0``/``false``. Values are compared without case and surrounding
+``1``/``true`` and ``0``/``false`` always (unless listed on the other side), the lists adding other
+values (ClinVar's CLNSIG), so one config reads a 1/0 set and a CLNSIG set alike. Values are compared without case and surrounding
 space; a value made of parts joined by ``/``, ``|`` or ``,`` (ClinVar's
 ``Pathogenic/Likely_pathogenic``) takes a label when every part has that label. Any other value, or
 no value, makes the row Unlabelled: kept in variants.parquet (and scored by the base models) but
@@ -73,9 +74,10 @@ class LabelsConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"labels: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
-        for key in ("positive", "negative"):
-            if key in values:
-                values[key] = tuple(_normalise_value(v) for v in values[key] or ())
+        given = {key: tuple(_normalise_value(v) for v in values.get(key) or ()) for key in ("positive", "negative")}
+        # the lists add to 1/true and 0/false (a default value listed on the other side moves there)
+        values["positive"] = given["positive"] + tuple(v for v in DEFAULT_POSITIVE if v not in given["negative"])
+        values["negative"] = given["negative"] + tuple(v for v in DEFAULT_NEGATIVE if v not in given["positive"])
         return cls(**{k: str(v) if k not in ("positive", "negative") else v for k, v in values.items()})
 
     @property
