@@ -707,13 +707,12 @@ def test_annotate_shards_get_metasplice_and_keep_the_base_models_fields(stacked_
     assert code == 0
 
     def predict(source: Path, output: Path) -> None:
-        P.predict_files(
+        P.predict_with_settings(  # as rule annotate_predict calls it
+            {"model_dir": str(stacked_dir), "device": "cpu", "chunk_size": 5},
             vcf=str(source),
             output=str(output),
             genome=FASTA,
             annotation=GENES,
-            model_dir=stacked_dir,
-            device="cpu",
             threads=2,
             fields=("MetaSplice",),
         )

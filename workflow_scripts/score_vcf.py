@@ -1,27 +1,20 @@
 """score_vcf: a VCF + reference + annotation + model directory -> annotated VCF, per-allele TSV, skipped TSV."""
 
 from metasplice.experiments.plan import score_vcf_runtime
-from metasplice.predict.annotate import predict_files
+from metasplice.predict.annotate import predict_with_settings
 from metasplice.workflow import run_logged
 
 
 def main(sm) -> None:
-    settings = {**sm.params.settings, **score_vcf_runtime(sm.config)}
-    predict_files(
+    predict_with_settings(
+        {**sm.params.settings, **score_vcf_runtime(sm.config)},
         vcf=sm.input.vcf,
         output=sm.output.vcf,
         tsv=sm.output.tsv,
         skipped=sm.output.skipped,
         genome=sm.input.genome,
         annotation=sm.input.annotation,
-        model_dir=settings["model_dir"],
-        device=settings.get("device", "auto"),
-        batch_size=settings.get("batch_size"),
         threads=sm.threads,
-        chunk_size=int(settings.get("chunk_size", 2000)),
-        base=settings.get("base"),
-        strand_oriented=settings.get("strand_oriented"),
-        regions=settings.get("regions"),
     )
 
 

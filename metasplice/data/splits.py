@@ -399,7 +399,14 @@ def assign_group_folds(groups: np.ndarray, label: np.ndarray, n_folds: int, seed
             "Use fewer folds or a finer split.cv.group_by (exon, or block with a smaller block_size)"
         )
     tie = np.random.default_rng(seed).permutation(len(names))
-    order = np.lexsort((tie, -counts))
+    return deal_groups(groups, names, counts, np.lexsort((tie, -counts)), n_folds)
+
+
+def deal_groups(
+    groups: np.ndarray, names: np.ndarray, counts: np.ndarray, order: np.ndarray, n_folds: int
+) -> np.ndarray:
+    """Fold (0..n_folds-1) per row of ``groups``: group ``names[i]`` (weighing ``counts[i]``), taken in
+    ``order``, goes whole to the fold with the least weight so far."""
     totals = np.zeros(n_folds, dtype=np.int64)
     fold_of = {}
     for i in order:

@@ -272,9 +272,20 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def _empty(ax: plt.Axes, text: str) -> None:
+def empty_panel(ax: plt.Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.set_axis_off()
+
+
+def panel_grid(n: int, size: tuple[float, float], empty: str, max_cols: int = 2) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of ``n`` panels of ``size`` inches (at most ``max_cols`` a row; axes as a 2-D array);
+    with no panel, one that says ``empty``."""
+    ncol = max(1, min(max_cols, n))
+    nrow = max(1, math.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(size[0] * ncol, size[1] * nrow), squeeze=False)
+    if not n:
+        empty_panel(axes[0, 0], empty)
+    return fig, axes
 
 
 def _evaluations(rows: Sequence[CurveRow]) -> list[tuple[str, list[CurveRow]]]:
@@ -293,7 +304,7 @@ def plot_headline(rows: Sequence[CurveRow], path: str | os.PathLike) -> plt.Figu
     for (where, members), pair in zip(evaluations, axes):
         chosen = headline_rows(members)
         if not chosen:
-            _empty(pair[0], "no scored rows")
+            empty_panel(pair[0], "no scored rows")
             pair[1].set_axis_off()
             continue
         fixed = {
@@ -317,11 +328,7 @@ def plot_families(rows: Sequence[CurveRow], kind: str, path: str | os.PathLike) 
     for where, members in _evaluations(rows):
         suffix = "" if where == "test split" else ", CV pooled"
         panels += [(f"{title}{suffix}", m) for title, m in family_panels(members)]
-    ncol = 2 if len(panels) > 1 else 1
-    nrow = max(1, math.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 5.2 * nrow), squeeze=False)
-    if not panels:
-        _empty(axes[0, 0], "no meta-models")
+    fig, axes = panel_grid(len(panels), (6.5, 5.2), "no meta-models")
     for ax, (title, members) in zip(axes.ravel(), panels):
         draw_curves(ax, members, kind, _styles(members))
         ax.set_title(f"{title} ({_n_text(members)})", fontsize=10)
@@ -342,7 +349,7 @@ def plot_forest(rows: Sequence[CurveRow], path: str | os.PathLike) -> plt.Figure
     )
     for ax, (where, members) in zip(axes[0], evaluations):
         if not members:
-            _empty(ax, "no ROC-AUC")
+            empty_panel(ax, "no ROC-AUC")
             continue
         members = sorted(members, key=_estimate)
         est = np.array([_estimate(r) for r in members])

@@ -31,7 +31,9 @@ from metasplice.evaluation import metrics as M
 from metasplice.evaluation.evaluate import REGIONS, read_json
 from metasplice.evaluation.figures import (
     CurveRow,
+    empty_panel,
     family_of,
+    panel_grid,
     plot_families,
     plot_forest,
     plot_headline,
@@ -978,11 +980,6 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def _empty(ax: plt.Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
-
-
 def _is_cv(item: _Loaded) -> bool:
     return item.metrics.get("evaluation") == "cross-validation"
 
@@ -1044,11 +1041,7 @@ def plot_training(
         for fam, members in families.items()
         for j in range(0, len(members), TRAINING_PER_PANEL)
     ]
-    ncol = 2 if len(panels) > 1 else 1
-    nrow = max(1, math.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
-    if not panels:
-        _empty(axes[0, 0], "no training histories")
+    fig, axes = panel_grid(len(panels), (6.5, 4.2), "no training histories")
     for ax, (title, members) in zip(axes.ravel(), panels):
         for i, item in enumerate(members):
             h, color = item.history, f"C{i}"
@@ -1084,11 +1077,7 @@ def plot_scatter(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
         names = [c[5:] for c in pred.columns if c.startswith("pred_") and f"target_{c[5:]}" in pred.columns]
         if names and not item.is_baseline:
             delta.append((item, names))
-    ncol = max(1, min(3, len(delta)))
-    nrow = max(1, math.ceil(len(delta) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 4.0 * nrow), squeeze=False)
-    if not delta:
-        _empty(axes[0, 0], "no delta models")
+    fig, axes = panel_grid(len(delta), (4.2, 4.0), "no delta models", max_cols=3)
     for ax, (item, names) in zip(axes.ravel(), delta):
         part = item.predictions
         part = part[(part["split"].astype(str) == "test") & (part["label"] == 1)]
@@ -1118,7 +1107,7 @@ def plot_regions(items: Sequence[_Loaded], path: str | os.PathLike) -> None:
     regions = region_table(items, "region")
     fig, axes = plt.subplots(2, 1, figsize=(max(7, 1.6 * len(REGIONS) + 0.4 * len(items)), 8))
     if regions.empty:
-        _empty(axes[0], "no region breakdown")
+        empty_panel(axes[0], "no region breakdown")
         axes[1].set_axis_off()
         _save(fig, path)
         return

@@ -51,7 +51,7 @@ import metasplice.evaluation.predictions as EP
 from metasplice.base_models.spliceai.scoring import DP_COLUMNS as DP
 from metasplice.base_models.spliceai.scoring import DS_COLUMNS as DS
 from metasplice.data.annotation import REGIONS
-from metasplice.data.splits import DEFAULT_GROUP_GAP
+from metasplice.data.splits import DEFAULT_GROUP_GAP, deal_groups
 from metasplice.data.variants import VARIANT_TYPES
 from metasplice.evaluation.crossval import CALIBRATED_SCORE, NO_LEARNER_BEAT
 from metasplice.io import atomic_output, write_parquet, write_tsv
@@ -604,14 +604,7 @@ def _deal_groups(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     """Fold (0..n_folds-1) per row: whole groups dealt in a seeded random order to the fold holding the
     fewest rows so far."""
     ids, counts = np.unique(groups, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    totals = np.zeros(n_folds, dtype=np.int64)
-    fold_of = {}
-    for i in order:
-        g = int(np.argmin(totals))
-        fold_of[ids[i]] = g
-        totals[g] += counts[i]
-    return np.array([fold_of[g] for g in groups], dtype=np.int64)
+    return deal_groups(groups, ids, counts, np.random.default_rng(seed).permutation(len(ids)), n_folds)
 
 
 def position_blocks(variants: pd.DataFrame, n_blocks: int) -> np.ndarray:

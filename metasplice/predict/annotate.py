@@ -817,5 +817,39 @@ def predict_files(
     return summary
 
 
+def predict_with_settings(
+    settings: Mapping[str, Any],
+    *,
+    vcf: str,
+    output: str,
+    genome: str | os.PathLike,
+    annotation: str | os.PathLike,
+    threads: int | None = None,
+    tsv: str | None = None,
+    skipped: str | None = None,
+    fields: Sequence[str] = OUR_KEYS,
+) -> PredictSummary:
+    """:func:`predict_files` with the workflow's settings (rules ``score_vcf`` and ``annotate_predict``):
+    ``model_dir`` and how its inputs were made (:func:`metasplice.experiments.plan.score_vcf_params`),
+    ``device``, ``batch_size`` and ``chunk_size`` (:func:`metasplice.experiments.plan.score_vcf_runtime`)."""
+    return predict_files(
+        vcf=vcf,
+        output=output,
+        tsv=tsv,
+        skipped=skipped,
+        genome=genome,
+        annotation=annotation,
+        model_dir=settings["model_dir"],
+        device=settings.get("device", "auto"),
+        batch_size=settings.get("batch_size"),
+        threads=threads,
+        chunk_size=int(settings.get("chunk_size", 2000)),
+        base=settings.get("base"),
+        strand_oriented=settings.get("strand_oriented"),
+        regions=settings.get("regions"),
+        fields=fields,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # the command
