@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from metasplice.base_models.spliceai.model import FLANK, load_spliceai_ensemble
 from metasplice.data.demo import DemoConfig, DemoGene, generate_demo, make_demo, transcript_sequence
 from metasplice.data.genome import Genome
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def planted_site_probabilities(
@@ -30,6 +31,8 @@ def planted_site_probabilities(
     are not planted sites but score above ``threshold`` for acceptor or donor."""
     import pandas as pd
     import torch
+
+    from metasplice.base_models.spliceai.model import FLANK, load_spliceai_ensemble
 
     model = model if model is not None else load_spliceai_ensemble()
     model = model.to(device).eval()

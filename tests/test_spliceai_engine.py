@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_spliceai_fixtures import chr10_genome, spliceai_model  # noqa: F401 (fixtures)
 
-from metasplice.base_models.engine import IncrementalBackend
+from metasplice.base_models.engine import IncrementalBackend, _conv, _conv_fft, _fft_length, _spectrum
 from metasplice.base_models.jobs import AltJob, Segment, alt_sequence
 from metasplice.base_models.spliceai.model import Ensemble, SpliceNet
 from metasplice.base_models.spliceai.scoring import AlleleTask, GeneInfo, ScoreConfig, format_entry, score_tasks
@@ -113,6 +113,53 @@ def test_pyramid_reference_skips_unneeded_and_masked_positions() -> None:
             np.testing.assert_allclose(gr, er, atol=1e-5, rtol=0)
             np.testing.assert_allclose(ga, ea, atol=1e-5, rtol=0)
     assert macs["pyramid"] < 0.6 * macs["segment"], macs
+
+
+@pytest.mark.parametrize("width", [137, 1001, 1203])
+def test_fft_convolution_is_closer_to_float64_than_the_direct_one(width: int) -> None:
+    """The wide dilated kernels' FFT path: every output within float32 error of the exact value, with
+    the activation applied on the way in, whatever the input width (FFT lengths of any size)."""
+    torch.manual_seed(width)
+    k, d, c = 41, 3, 32
+    w = (torch.randn(c, c, 1, k) * 0.05).contiguous(memory_format=torch.channels_last)
+    b, scale, shift = torch.randn(c), torch.rand(c) + 0.5, torch.randn(c)
+    x = torch.randn(4, width, c)
+    out = width - d * (k - 1)
+    n = _fft_length(width, d)
+    assert n >= width and n % d == 0
+    exact = torch.nn.functional.conv2d(
+        torch.relu(x.double() * scale.double() + shift.double()).permute(0, 2, 1).unsqueeze(2),
+        w.double(),
+        b.double(),
+        dilation=(1, d),
+    )[:, :, 0].permute(0, 2, 1)
+    got = _conv_fft(x, _spectrum(w, d, n), b, n, out, (scale, shift, 0.0))
+    direct = _conv(torch.relu(x * scale + shift), w, b, d)
+    assert got.shape == direct.shape == (4, out, c)
+    err_fft = (got.double() - exact).abs().max().item()
+    err_direct = (direct.double() - exact).abs().max().item()
+    assert err_fft < 1e-5 and err_fft <= 2 * err_direct
+
+
+@pytest.mark.parametrize("distance", [0, 50])
+def test_fft_and_direct_alt_frames_give_the_same_probabilities(distance: int) -> None:
+    """The engine with wide kernels (k = 41) through the FFT equals the direct convolutions and the
+    windowed oracle, SNVs and indels alike."""
+    model = random_ensemble(5, 0.0, groups=((11, 1), (41, 2)))
+    rng = np.random.default_rng(distance + 1)
+    tokens = rng.integers(0, 4, 3000).astype(np.uint8)
+    tokens[:200] = 4
+    seg = Segment(tokens, "random")
+    oracle = WindowedBackend(model, batch_size=16)
+    jobs = random_jobs(rng, seg, oracle.flank, distance, 20)
+    fft = IncrementalBackend(model, batch_size=6, fft=True)
+    direct = IncrementalBackend(model, batch_size=6, fft=False)
+    results = zip(oracle.predict([seg], jobs), fft.predict([seg], jobs), direct.predict([seg], jobs))
+    for (expected_ref, expected_alt), (fft_ref, fft_alt), (direct_ref, direct_alt) in results:
+        np.testing.assert_allclose(fft_alt, direct_alt, atol=2e-6, rtol=0)
+        np.testing.assert_allclose(fft_alt, expected_alt, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(fft_ref, expected_ref, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(fft_ref, direct_ref)  # the reference pass does not use the FFT
 
 
 def test_reference_mode_is_checked() -> None:

@@ -20,6 +20,11 @@ Three exact reductions of the windowed computation (:mod:`.windowed`):
    also needs are recomputed (a frame per layer); every other input is read from the stored
    reference, shifted by len(ALT) - len(REF) right of the edit for indels.
 
+On the CPU the alt frames' widest kernels (41 taps at dilation 25: four fifths of the arithmetic)
+run as FFT convolutions (:func:`_conv_fft`): per frequency a (C_in x C_out) complex product instead of
+41 taps per position, about 10x fewer operations and 1.7-1.9x less time on 2 cores, float32 with an
+error against float64 below the direct convolution's. ``fft=False`` keeps the direct ones.
+
 Frames of a batch are padded to a common width; a padded position is either outside the needed
 range (its value is never used) or outside the cone, where it is computed from correct inputs,
 so every value that reaches an output is exact. Convolutions run channels-last (conv2d over a
@@ -117,6 +122,93 @@ def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dilation: int) -> t
     """Valid dilated convolution of (B, L, C) position-major activations, channels-last."""
     y = F.conv2d(x.permute(0, 2, 1).unsqueeze(2), w, b, dilation=(1, dilation))
     return y.squeeze(2).permute(0, 2, 1).contiguous()
+
+
+#: kernels of at least this many taps run through the FFT in the CPU alt frames: k = 41 (span 1,001
+#: at dilation 25) is 1.7-1.9x faster than the direct convolution on 2 cores, k = 21 is not faster
+FFT_MIN_TAPS = 41
+
+
+def _smooth(n: int) -> int:
+    """The smallest multiple of 4 >= n whose prime factors are 2, 3 and 5 (fast FFT lengths: odd
+    lengths run several times slower)."""
+    m = -(-n // 4) * 4
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 4
+
+
+def _fft_length(width: int, dilation: int) -> int:
+    """FFT length for a valid convolution of ``width`` input positions: at least the input (so that no
+    needed output wraps around) and a multiple of the dilation (see :func:`_spectrum`)."""
+    return dilation * _smooth(-(-width // dilation))
+
+
+def _spectrum(w: torch.Tensor, dilation: int, n: int) -> torch.Tensor:
+    """(n // 2 + 1, C_in, C_out) complex64: conj(DFT_n) of the dilated kernel of ``w`` (C_out, C_in, 1, k).
+
+    With n = dilation * m, the dilated kernel's DFT at frequency f is the k-tap kernel's DFT of length m
+    at f mod m, so only an m-point transform is computed."""
+    m = n // dilation
+    dense = torch.fft.fft(w[:, :, 0, :].float(), n=m).conj().permute(2, 1, 0).contiguous()  # (m, C_in, C_out)
+    return dense.index_select(0, torch.arange(n // 2 + 1, device=w.device) % m)
+
+
+class _Workspace:
+    """Buffers reused between calls (fresh multi-megabyte tensors are paged in again on every call)."""
+
+    def __init__(self) -> None:
+        self.bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None):
+        dtype = dtype or like.dtype
+        size = int(np.prod(shape))
+        buf = self.bufs.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != like.device:
+            buf = self.bufs[name] = torch.empty(size, dtype=dtype, device=like.device)
+        return buf[:size].view(shape)
+
+
+def _conv_fft(
+    x: torch.Tensor,
+    spectrum: torch.Tensor,
+    b: torch.Tensor,
+    n: int,
+    width: int,
+    pre: tuple | None = None,
+    ws: _Workspace | None = None,
+) -> torch.Tensor:
+    """The valid convolution of :func:`_conv` through the FFT: (B, L, C) -> (B, ``width``, C).
+
+    ``pre`` = (scale, shift, slope) applies the activation on the way in (one pass with the transpose
+    to channel-major). Float32 throughout; its error against float64 is below the direct convolution's.
+    Intermediates live in ``ws``; the result is a fresh tensor."""
+    ws = ws or _Workspace()
+    bsz, length, c = x.shape
+    nf = n // 2 + 1
+    cplx = torch.complex64
+    xt = ws.get("x", (bsz, c, length), x)
+    if pre is None:
+        xt.copy_(x.transpose(1, 2))
+    else:
+        scale, shift, slope = pre
+        torch.addcmul(shift[:, None], x.transpose(1, 2), scale[:, None], out=xt)
+        _act_(xt, slope)
+    spec = torch.fft.rfft(xt, n=n, out=ws.get("X", (bsz, c, nf), x, cplx))  # (B, C, F)
+    spec_t = ws.get("Xt", (nf, bsz, c), x, cplx)
+    spec_t.copy_(spec.permute(2, 0, 1))
+    prod = torch.bmm(spec_t, spectrum, out=ws.get("Y", (nf, bsz, spectrum.shape[2]), x, cplx))  # (F, B, C_out)
+    prod_t = ws.get("Yt", (bsz, prod.shape[2], nf), x, cplx)
+    prod_t.copy_(prod.permute(1, 2, 0))
+    y = torch.fft.irfft(prod_t, n=n, out=ws.get("y", (bsz, prod.shape[2], n), x))  # (B, C_out, n)
+    out = torch.empty((bsz, width, y.shape[1]), dtype=x.dtype, device=x.device)
+    torch.add(y[:, :, :width].transpose(1, 2), b, out=out)
+    return out
 
 
 def _act(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, slope: float) -> torch.Tensor:
@@ -291,8 +383,12 @@ class IncrementalBackend:
         pad_ratio: float | None = None,
         reference: str | None = None,
         per_member: bool = False,
+        fft: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
+        # CPU: alt-frame convolutions of >= FFT_MIN_TAPS taps through the FFT (cuDNN's direct ones on CUDA)
+        self.fft = self.device.type == "cpu" if fft is None else bool(fft)
+        self._ws = _Workspace()
         self.per_member = per_member  # True: each member's outputs (M, n, C) instead of their mean
         self.nets = [_prepare(m, self.device) for m in model.members]
         self.sched = _schedule(self.nets[0])
@@ -438,8 +534,9 @@ class IncrementalBackend:
                     ref_all.append(ref_probs.float().cpu().numpy())
                 else:
                     ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
+                spectra: dict = {}  # this member's FFT kernels, shared by its batches
                 for k, plan in enumerate(plans):
-                    p = self._alt(net, stores, n_rows, plan)
+                    p = self._alt(net, stores, n_rows, plan, spectra)
                     if self.per_member:
                         alt_all[k].append(p.float().cpu().numpy())
                     else:
@@ -656,12 +753,16 @@ class IncrementalBackend:
             "stored": stored,
         }
 
-    def _alt(self, net: _Net, stores: list[torch.Tensor], n_rows: list[int], plan: dict) -> torch.Tensor:
+    def _alt(
+        self, net: _Net, stores: list[torch.Tensor], n_rows: list[int], plan: dict, spectra: dict | None = None
+    ) -> torch.Tensor:
         """Alt probabilities (B, n_out_max, 3) for one planned batch and one member network.
 
         Frames are kept as (B, W_t, C) tensors; a frame is also copied into its depth's store when
-        a later gather mixes it with reference rows.
+        a later gather mixes it with reference rows. With ``fft``, wide kernels run through
+        :func:`_conv_fft` (their spectra cached in ``spectra`` by depth and FFT length).
         """
+        spectra = {} if spectra is None else spectra
         b, widths, stored = plan["batch"], plan["widths"], plan["stored"]
         c = stores[0].shape[1]
         frames: list[torch.Tensor | None] = []
@@ -684,7 +785,19 @@ class IncrementalBackend:
         for t, (conv_in, resid) in enumerate(plan["steps"], start=1):
             unit = net.units[(t - 1) // 2]
             x = take(conv_in, widths[t] + 2 * unit.radius)
-            if t % 2 == 1:
+            if self.fft and unit.kernel >= FFT_MIN_TAPS:
+                w, bias = (unit.w1, unit.b1) if t % 2 == 1 else (unit.w2, unit.b2)
+                n = _fft_length(x.shape[1], unit.dilation)
+                spec = spectra.get((t, n))
+                if spec is None:
+                    spec = spectra[(t, n)] = _spectrum(w, unit.dilation, n).to(x.device)
+                if t % 2 == 1:
+                    y = _act_(
+                        _conv_fft(x, spec, bias, n, widths[t], (unit.s1, unit.t1, net.slope), self._ws), net.slope
+                    )
+                else:
+                    y = _conv_fft(x, spec, bias, n, widths[t], ws=self._ws).add_(take(resid, widths[t]))
+            elif t % 2 == 1:
                 y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
             else:
                 y = _conv(x, unit.w2, unit.b2, unit.dilation)

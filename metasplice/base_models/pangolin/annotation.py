@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from metasplice.data.annotation import Annotation
+if TYPE_CHECKING:  # pandas is imported only for the SpliceAI-table route
+    from metasplice.data.annotation import Annotation
 
 CANONICAL_TAG = "Ensembl_canonical"
 KEPT_FEATURES = ("gene", "transcript", "exon")
@@ -130,7 +131,7 @@ def create_db(gtf: str | Path, db: str | Path, tags: Sequence[str] | None = (CAN
 def load_genes(source: str | Path | Annotation) -> GeneLookup:
     """A gene look-up from a gffutils database (``.db``), a GTF (built into a database beside it
     first), a SpliceAI-format table path, or a loaded :class:`Annotation`."""
-    if isinstance(source, Annotation):
+    if not isinstance(source, (str, Path)):  # a loaded Annotation
         return TableGenes(source)
     path = Path(source)
     name = path.name.lower()
