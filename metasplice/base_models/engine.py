@@ -211,6 +211,29 @@ def _conv_fft(
     return out
 
 
+#: output positions per FFT block of a long reference piece (input 6,400 = 25 x 256 at k = 41, d = 25)
+FFT_BLOCK = 5400
+
+
+def _conv_fft_long(
+    x: torch.Tensor, spectra: Callable[[int], torch.Tensor], b: torch.Tensor, span: int, dilation: int, pre, ws
+) -> torch.Tensor:
+    """:func:`_conv_fft` of one long (L, C) piece: overlapping blocks of FFT_BLOCK outputs run as one
+    batch (zero padding after the last input only reaches outputs that are dropped). -> (L - span + 1, C)."""
+    length, c = x.shape
+    width = length - span + 1
+    if width <= FFT_BLOCK:
+        n = _fft_length(length, dilation)
+        return _conv_fft(x[None], spectra(n), b, n, width, pre, ws)[0]
+    nblk = -(-width // FFT_BLOCK)
+    padded = ws.get("pad", (nblk * FFT_BLOCK + span - 1, c), x)
+    padded[:length].copy_(x)
+    padded[length:].zero_()
+    blocks = padded.as_strided((nblk, FFT_BLOCK + span - 1, c), (FFT_BLOCK * c, c, 1))
+    n = _fft_length(FFT_BLOCK + span - 1, dilation)
+    return _conv_fft(blocks, spectra(n), b, n, FFT_BLOCK, pre, ws).view(-1, c)[:width]
+
+
 def _act(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, slope: float) -> torch.Tensor:
     return _act_(torch.addcmul(shift, x, scale), slope)
 
@@ -526,15 +549,17 @@ class IncrementalBackend:
             pyramid = _pyramid_plan(self.sched, [len(t) for t in seg_tokens], seg_tokens, needs, skip_depths)
         with torch.inference_mode(), self._autocast():
             for m, net in enumerate(self.nets):
+                spectra: dict = {}  # this member's FFT kernels, shared by its reference pass and batches
                 if pyramid is None:
                     stores, ref_probs = self._reference(net, seg_tokens, slack)
                 else:
-                    stores, ref_probs = self._reference_pyramid(net, self.consts[m], seg_tokens, slack, pyramid)
+                    stores, ref_probs = self._reference_pyramid(
+                        net, self.consts[m], seg_tokens, slack, pyramid, spectra
+                    )
                 if self.per_member:
                     ref_all.append(ref_probs.float().cpu().numpy())
                 else:
                     ref_sum = ref_probs if ref_sum is None else ref_sum + ref_probs
-                spectra: dict = {}  # this member's FFT kernels, shared by its batches
                 for k, plan in enumerate(plans):
                     p = self._alt(net, stores, n_rows, plan, spectra)
                     if self.per_member:
@@ -606,12 +631,20 @@ class IncrementalBackend:
         return out
 
     def _reference_pyramid(
-        self, net: _Net, const: list[torch.Tensor], tokens: list[np.ndarray], slack: list[int], plan: _PyramidPlan
+        self,
+        net: _Net,
+        const: list[torch.Tensor],
+        tokens: list[np.ndarray],
+        slack: list[int],
+        plan: _PyramidPlan,
+        spectra: dict | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The stores of :meth:`_reference` (same layout), filled only where a job reads them.
 
-        Rows that no job needs are zero; rows in the segments' N runs hold the constant row.
+        Rows that no job needs are zero; rows in the segments' N runs hold the constant row. With
+        ``fft``, pieces of the wide kernels run through :func:`_conv_fft_long` / :func:`_conv_fft`.
         """
+        spectra = {} if spectra is None else spectra
         sc = self.sched
         c = net.stem.shape[1]
         dev = self.device
@@ -623,7 +656,26 @@ class IncrementalBackend:
             unit = net.units[(t - 1) // 2]
             r = unit.radius
             dst, prev = stores[t], stores[t - 1]
+            wide = self.fft and unit.kernel >= FFT_MIN_TAPS
+            w, bias = (unit.w1, unit.b1) if t % 2 == 1 else (unit.w2, unit.b2)
+            pre = (unit.s1, unit.t1, net.slope) if t % 2 == 1 else None
+
+            def spectrum(n: int, t=t, w=w, unit=unit) -> torch.Tensor:
+                if (t, n) not in spectra:
+                    spectra[(t, n)] = _spectrum(w, unit.dilation, n).to(dev)
+                return spectra[(t, n)]
+
             for row, src, width, res in plan.convs[t]:
+                if wide:
+                    y = _conv_fft_long(
+                        prev[src : src + width + 2 * r], spectrum, bias, 2 * r + 1, unit.dilation, pre, self._ws
+                    )
+                    if t % 2 == 1:
+                        _act_into(y, net.slope, dst[row : row + width])
+                    else:
+                        torch.add(y, stores[t - 2][res : res + width], out=dst[row : row + width])
+                    macs += width * unit.kernel * c * c
+                    continue
                 x = prev[src : src + width + 2 * r].unsqueeze(0)
                 if t % 2 == 1:
                     y = _conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation)
@@ -634,7 +686,15 @@ class IncrementalBackend:
                 macs += width * unit.kernel * c * c
             for width, src, row, res in plan.batched[t]:
                 x = prev.index_select(0, src.to(dev)).view(-1, width + 2 * r, c)
-                if t % 2 == 1:
+                if wide:
+                    n = _fft_length(width + 2 * r, unit.dilation)
+                    y = _conv_fft(x, spectrum(n), bias, n, width, pre, self._ws)
+                    y = (
+                        _act_(y, net.slope)
+                        if t % 2 == 1
+                        else y.view(-1, c).add_(stores[t - 2].index_select(0, res.to(dev)))
+                    )
+                elif t % 2 == 1:
                     y = _act_(_conv(_act(x, unit.s1, unit.t1, net.slope), unit.w1, unit.b1, unit.dilation), net.slope)
                 else:
                     y = _conv(x, unit.w2, unit.b2, unit.dilation)
