@@ -33,7 +33,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{experiment}.tsv"
     conda:
         "../envs/metasplice.yaml"
-    threads: 2
+    threads: lambda wc: int(msplan.evaluation_runtime(CONFIG).get("threads", 1))
     params:
         evaluation=lambda wc: msplan.evaluation_params(CONFIG),
         kind=lambda wc: msplan.experiment_kind(CONFIG, wc.experiment),

@@ -93,6 +93,32 @@ def test_demo_base_model_scores_are_row_aligned(demo_run):
     assert (labelled["target_DS_AG"].dropna() == 0).all()  # Normal -> zero targets
 
 
+def test_demo_scores_pangolin_and_reports_its_baseline_row(demo_run):
+    """Pangolin is the default config's second base model: scores row-aligned with the variants (one
+    row each, four tissues, score = max(gain, -loss)), its own baseline row with a CI, and its
+    features in the stacked model."""
+    import json
+
+    import numpy as np
+
+    variants = pd.read_parquet(demo_run / "results/variants/variants.parquet")
+    scores = pd.read_parquet(demo_run / "results/targets/pangolin/scores.parquet")
+    deltas = np.load(demo_run / "results/targets/pangolin/deltas.npy")
+    assert len(scores) == len(variants) and deltas.shape[0] == len(variants)
+    assert scores["scored"].mean() > 0.95
+    assert len([c for c in scores.columns if c.startswith("gain_") and c != "gain_pos"]) == 4
+    scored = scores[scores["scored"]]
+    np.testing.assert_allclose(scored["score"], np.maximum(scored["gain"], -scored["loss"]), atol=1e-6)
+    summary = pd.read_csv(demo_run / "results/report/summary.tsv", sep="\t").set_index("experiment")
+    pangolin, spliceai = summary.loc["pangolin"], summary.loc["spliceai"]
+    assert 0.85 < pangolin["roc_auc"] <= 1 and pangolin["roc_auc_low"] < pangolin["roc_auc"] < pangolin["roc_auc_high"]
+    assert pangolin["n_test"] == spliceai["n_test"]  # both base models on the same test variants
+    features = json.loads((demo_run / "results/models/stacked/model.json").read_text())["available_features"]
+    assert any(f.startswith("pangolin") for f in features) and any(f.startswith("spliceai") for f in features)
+    stacked = summary.loc["stacked"]
+    assert stacked["best_base"] == max(("spliceai", "pangolin"), key=lambda b: summary.loc[b, "roc_auc"])
+
+
 def test_demo_trains_every_experiment_and_reports_them_with_the_baseline(demo_run):
     import yaml
 

@@ -45,12 +45,13 @@ class EvalConfig:
             level=float(values.pop("ci_level", M.BootstrapConfig.level)),
         )
         values.pop("cross_validation", None)  # read by metasplice.evaluation.crossval
+        values.pop("threads", None)  # the jobs' CPU threads, read by the workflow
         known = {"fixed_threshold", "reference", "breakdowns", "batch_size", "device"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(
                 f"unknown evaluation keys {unknown}; valid keys: baselines, bootstrap_n, ci_level, cross_validation, "
-                "experiments, seed, " + ", ".join(sorted(known))
+                "experiments, seed, threads, " + ", ".join(sorted(known))
             )
         if "breakdowns" in values:
             values["breakdowns"] = tuple(values["breakdowns"])

@@ -80,7 +80,7 @@ def evaluation_section(config: Mapping[str, Any]) -> dict:
     return dict(config.get("evaluation") or {})
 
 
-RUNTIME_EVAL_KEYS = ("batch_size", "device")  # how an evaluation runs, not what it computes
+RUNTIME_EVAL_KEYS = ("batch_size", "device", "threads")  # how an evaluation runs, not what it computes
 
 
 def evaluation_params(config: Mapping[str, Any]) -> dict:
