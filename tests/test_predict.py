@@ -693,6 +693,25 @@ def test_rule_targets_inputs_and_params() -> None:
         PLAN.score_vcf_inputs(config, "stack", "other", "g.fa", "a.tsv")
 
 
+def test_a_stacked_model_over_pangolin_records_the_fetched_weights() -> None:
+    """The stacked model records the folder rule fetch_pangolin_weights fills (whatever source
+    `weights` names, e.g. a path relative to the repository)."""
+    config = {
+        "experiments": {"stack": {"model": "stacked", "bases": ["spliceai", "pangolin"], "members": []}},
+        "base_models": {
+            "spliceai": {"kind": "spliceai", "distance": 50, "mask": 0},
+            "pangolin": {"kind": "pangolin", "weights": ["tests/data/pangolin/models"], "distance": 50, "mask": 1},
+        },
+        "predict": {"vcfs": {"clinvar": "data/clinvar.vcf.gz"}, "experiment": "stack"},
+    }
+    recorded = PLAN.stacked_params(config, "stack")["base_models"]
+    assert recorded["pangolin"] == {"kind": "pangolin", "weights": [PLAN.PANGOLIN_MODELS], "distance": 50, "mask": 1}
+    assert recorded["spliceai"] == {"kind": "spliceai", "distance": 50, "mask": 0}
+    # scoring VCFs with Pangolin features is refused when the DAG is built, not deep inside a job
+    with pytest.raises(ValueError, match="Pangolin base model.*not supported yet"):
+        PLAN.score_vcf_inputs(config, "stack", "clinvar", "g.fa", "a.tsv")
+
+
 def test_annotate_shards_get_metasplice_and_keep_the_base_models_fields(stacked_dir, mixed_run, tmp_path) -> None:
     """annotate.experiment: each shard as `metasplice spliceai` wrote it gets INFO/MetaSplice (fields
     ("MetaSplice",)); the SpliceAI field and header stay as the base model wrote them, the probabilities

@@ -25,6 +25,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+# VCF scoring takes SpliceAI-kind base models only: the rules below score with a stacked model over
+# SpliceAI's features and binary_quick's (the default `stacked` also has Pangolin's)
+SPLICEAI_STACK = {"stacked_spliceai": {"model": "stacked", "bases": ["spliceai"], "members": ["binary_quick"]}}
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """One full default run of the pipeline on the demo data (shared by the tests below)."""
@@ -224,29 +229,32 @@ def test_demo_score_vcf_rule_annotates_a_vcf_with_the_stacked_model(demo_run):
     lines.insert(4, "chr1\tnot_a_position\tbad\tA\tG\t.\t.\t.")
     (demo_run / "user.vcf").write_text("\n".join(lines) + "\n")
     (demo_run / "predict.yaml").write_text(
-        yaml.safe_dump({"predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked"}})
+        yaml.safe_dump(
+            {"experiments": SPLICEAI_STACK, "predict": {"vcfs": {"user": "user.vcf"}, "experiment": "stacked_spliceai"}}
+        )
     )
     snakemake(
         demo_run,
-        "results/predict/stacked/user.vcf.gz",
+        "results/predict/stacked_spliceai/user.vcf.gz",
+        "results/eval/stacked_spliceai/predictions.parquet",
         "--cores",
         "2",
         "--configfile",
         str(demo_run / "config.yaml"),
         str(demo_run / "predict.yaml"),
     )
-    with gzip.open(demo_run / "results/predict/stacked/user.vcf.gz", "rt") as fh:
+    with gzip.open(demo_run / "results/predict/stacked_spliceai/user.vcf.gz", "rt") as fh:
         records = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
     assert [r[2] for r in records] == list(picked["variant_id"])  # every good record, in order
     assert all("MetaSplice=" in r[7] and "SpliceAI=" in r[7] for r in records)
-    table = pd.read_csv(demo_run / "results/predict/stacked/user.tsv", sep="\t")
+    table = pd.read_csv(demo_run / "results/predict/stacked_spliceai/user.tsv", sep="\t")
     assert table["probability"].between(0, 1).all() and len(table) >= len(picked)
     # the same calibrated probability as the pipeline's own evaluation of these test variants
-    evaluated = pd.read_parquet(demo_run / "results/eval/stacked/predictions.parquet").set_index("variant_id")
+    evaluated = pd.read_parquet(demo_run / "results/eval/stacked_spliceai/predictions.parquet").set_index("variant_id")
     ids = table["chrom"] + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
     calibrated = evaluated.loc[ids, "score_calibrated"].to_numpy()
     assert abs(table["probability"].to_numpy() - calibrated).max() < 1e-6
-    skipped = pd.read_csv(demo_run / "results/predict/stacked/user.skipped.tsv", sep="\t")
+    skipped = pd.read_csv(demo_run / "results/predict/stacked_spliceai/user.skipped.tsv", sep="\t")
     assert list(skipped["line"]) == [5] and "POS" in skipped["reason"].iloc[0]
 
 
@@ -270,13 +278,14 @@ def test_demo_annotate_adds_the_stacked_probability_to_every_shard(demo_run, tmp
         "vcfs": {"cohort": "annotate_in.vcf"},
         "reference": "resources/genome/demo.fa",
         "annotation": "resources/annotation/demo.tsv",
-        "experiment": "stacked",
+        "experiment": "stacked_spliceai",
         "shard_records": 4,
     }
-    (demo_run / "annotate.yaml").write_text(yaml.safe_dump({"annotate": section}))
+    (demo_run / "annotate.yaml").write_text(yaml.safe_dump({"experiments": SPLICEAI_STACK, "annotate": section}))
     proc = snakemake(
         demo_run,
         "annotate",
+        "results/eval/stacked_spliceai/predictions.parquet",
         "--cores",
         "2",
         "--configfile",
@@ -292,7 +301,7 @@ def test_demo_annotate_adds_the_stacked_probability_to_every_shard(demo_run, tmp
     args += [str(demo_run / section["reference"]), "-A", str(demo_run / section["annotation"]), "-D", "50"]
     assert cli_main([*args, "--device", "cpu", "--no-progress"]) == 0
     expected = [line.split("\t") for line in one.read_text().splitlines() if not line.startswith("#")]
-    evaluated = pd.read_parquet(demo_run / "results/eval/stacked/predictions.parquet").set_index("variant_id")
+    evaluated = pd.read_parquet(demo_run / "results/eval/stacked_spliceai/predictions.parquet").set_index("variant_id")
     for rec, exp in zip(records, expected, strict=True):
         info = dict(item.split("=", 1) for item in rec[7].split(";"))
         assert info["SpliceAI"] == dict(item.split("=", 1) for item in exp[7].split(";"))["SpliceAI"], rec[2]

@@ -271,13 +271,23 @@ def stacked_params(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Params of rule train_stacked (what reruns it): the stacked config, the settings of its base
     models that determine their scores, and the window orientation of its members."""
     sc = stack_config(config, name)
-    bases = {b: {k: v for k, v in (config["base_models"][b] or {}).items() if k in SCORING_KEYS} for b in sc.bases}
+    bases = {b: scoring_settings(config, b) for b in sc.bases}
     return {
         "stack": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sc).items()},
         "base_models": bases,
         "strand_oriented": bool((config.get("sequences") or {}).get("strand_oriented", True)),
         "regions": dict(config.get("regions") or {}),
     }
+
+
+def scoring_settings(config: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """The settings of base model ``base`` that determine its scores, as a stacked model records them
+    for scoring VCFs later: a Pangolin base reads the copies rule fetch_pangolin_weights checked
+    (the folder :data:`PANGOLIN_MODELS`, the same bytes whatever source ``weights`` names)."""
+    settings = {k: v for k, v in (config["base_models"][base] or {}).items() if k in SCORING_KEYS}
+    if settings.get("kind") == "pangolin":
+        settings["weights"] = [PANGOLIN_MODELS]
+    return settings
 
 
 def instance_train_inputs(config: Mapping[str, Any], name: str, variants: str) -> dict[str, str]:
@@ -459,6 +469,13 @@ def model_inputs(config: Mapping[str, Any], experiment: str) -> dict[str, str]:
     """The files of experiment ``experiment``'s model directory that scoring a VCF reads."""
     model = f"{RESULTS}/models/{experiment}"
     if predict_experiment_kind(config, experiment) == "stacked":
+        pangolin = [b for b in stack_config(config, experiment).bases if base_model_weights(config, b)]
+        if pangolin:
+            raise ValueError(
+                f"stacked experiment {experiment!r} has Pangolin base model(s) {pangolin} among its features; "
+                "scoring VCFs with Pangolin features is not supported yet. Name a stacked experiment whose "
+                "`bases` are SpliceAI-kind models only, or a trained experiment"
+            )
         return {"model_json": f"{model}/model.json", "stacker": f"{model}/stacker.joblib"}
     return {"model": f"{model}/model.pt"}
 

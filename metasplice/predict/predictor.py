@@ -239,6 +239,12 @@ def load_predictor(
                     "stacked model with the pipeline (it records config base_models)"
                 )
             settings = {**DEFAULT_SETTINGS, **recorded}
+            if settings.get("kind") == "pangolin":
+                raise ValueError(
+                    f"{directory}: stacked model {name!r} has Pangolin base model {b!r} among its features; "
+                    "scoring VCFs with Pangolin features is not supported yet (use a stacked model whose "
+                    "bases are SpliceAI-kind models only, or a trained model)"
+                )
             for key, given in (("distance", distance), ("mask", mask)):
                 if given is not None and int(given) != int(settings[key]):
                     raise ValueError(
