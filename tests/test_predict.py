@@ -712,6 +712,17 @@ def test_a_stacked_model_over_pangolin_records_the_fetched_weights() -> None:
         PLAN.score_vcf_inputs(config, "stack", "clinvar", "g.fa", "a.tsv")
 
 
+def test_a_stacked_model_with_pangolin_features_is_refused_before_scoring(stacked_dir, tmp_path) -> None:
+    directory = tmp_path / "pangolin_stack"
+    shutil.copytree(stacked_dir, directory)
+    meta = json.loads((directory / "model.json").read_text())
+    meta["config"]["bases"] = ["spliceai", "pangolin"]
+    meta["base_models"]["pangolin"] = {"kind": "pangolin", "weights": ["resources/pangolin/models"], "distance": 50}
+    (directory / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="Pangolin base model 'pangolin'.*not supported yet"):
+        PR.load_predictor(directory, device="cpu")
+
+
 def test_annotate_shards_get_metasplice_and_keep_the_base_models_fields(stacked_dir, mixed_run, tmp_path) -> None:
     """annotate.experiment: each shard as `metasplice spliceai` wrote it gets INFO/MetaSplice (fields
     ("MetaSplice",)); the SpliceAI field and header stay as the base model wrote them, the probabilities
